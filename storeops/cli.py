@@ -1,0 +1,546 @@
+"""The `storeops` command line: validate, inspect, start and complete SOP runs.
+
+Edge module. Imports stay light (no Prefect) so `validate` answers fast. User mistakes end
+in one clear line and exit 1 (problems) or 2 (usage); a traceback means a bug in storeops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from storeops.diagnostics import CODES, codes_markdown
+from storeops.errors import ConfigError, DefinitionError, StoreopsError
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+
+# ---------------------------------------------------------------- settings
+
+
+def project_root() -> Path:
+    """The nearest folder (from the working directory up) that has sops/, else cwd."""
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        if (folder / "sops").is_dir() and (folder / "templates").is_dir():
+            return folder
+    return here
+
+
+class Settings:
+    def __init__(self, args: argparse.Namespace) -> None:
+        root = project_root()
+        self.home = Path(args.home or os.environ.get("STOREOPS_HOME") or root / ".storeops")
+        self.ledger_url = args.ledger or os.environ.get("STOREOPS_LEDGER") or str(
+            self.home / "ledger.db"
+        )
+        self.sops = Path(args.sops or os.environ.get("STOREOPS_SOPS") or root / "sops")
+        self.templates = Path(
+            args.templates or os.environ.get("STOREOPS_TEMPLATES") or root / "templates"
+        )
+        self.roster_path = Path(
+            args.roster or os.environ.get("STOREOPS_ROSTER") or self.sops / "team.yaml"
+        )
+        lang = args.lang or os.environ.get("STOREOPS_LANG") or os.environ.get("LANG", "")
+        self.locale = "zh-CN" if lang.lower().startswith("zh") else "en"
+
+    def roster(self) -> Any:
+        from storeops.loader import load_roster
+        from storeops.roster import Roster
+
+        if not self.roster_path.is_file():
+            return Roster()
+        roster, problems = load_roster(self.roster_path)
+        if roster is None:
+            raise DefinitionError(problems)
+        return roster
+
+    def engine(self) -> Any:
+        from storeops.ledger import open_ledger
+        from storeops.runtime import BuiltinExecutor, Engine
+        from storeops.templates import TemplateLibrary
+
+        if "://" not in self.ledger_url:
+            Path(self.ledger_url).parent.mkdir(parents=True, exist_ok=True)
+        templates = TemplateLibrary(self.templates)
+        return Engine(
+            ledger=open_ledger(self.ledger_url),
+            sops_dir=self.sops,
+            templates=templates,
+            roster=self.roster(),
+            executor=BuiltinExecutor(templates),
+        )
+
+
+def _emit_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+
+
+def _pairs(values: Sequence[str] | None, what: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{what} {item!r} must look like NAME=VALUE")
+        result[key.strip()] = value
+    return result
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_validate(args: argparse.Namespace, cfg: Settings) -> int:
+    from storeops.loader import validate_paths
+
+    templates = args.templates_dir or (cfg.templates if cfg.templates.is_dir() else None)
+    diagnostics, count = validate_paths(
+        args.paths, roster_path=args.roster_file, templates_root=templates
+    )
+    errors = [d for d in diagnostics if d.severity == "error"]
+    warnings = [d for d in diagnostics if d.severity == "warning"]
+    failed = bool(errors) or (args.strict and bool(warnings))
+    if args.format == "json":
+        _emit_json(
+            {
+                "files": count,
+                "errors": len(errors),
+                "warnings": len(warnings),
+                "diagnostics": [d.to_dict() for d in diagnostics],
+            }
+        )
+    else:
+        for diag in diagnostics:
+            print(diag)
+        summary = f"{count} file(s) checked: {len(errors)} error(s), {len(warnings)} warning(s)"
+        print(summary, file=sys.stderr if diagnostics else sys.stdout)
+    return EXIT_PROBLEMS if failed else EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace, cfg: Settings) -> int:
+    from storeops.schema import sop_schema
+
+    text = json.dumps(sop_schema(), ensure_ascii=False, indent=2) + "\n"
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_codes(args: argparse.Namespace, cfg: Settings) -> int:
+    if args.markdown:
+        sys.stdout.write(codes_markdown())
+    else:
+        for code, (title, text) in CODES.items():
+            print(f"{code}  {title}: {text}")
+    return EXIT_OK
+
+
+def _load_for_graph(target: str, cfg: Settings) -> Any:
+    from storeops.loader import Checker
+
+    path = Path(target)
+    if not path.is_file():
+        path = cfg.sops / f"{target}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"no SOP file {target!r} and no {path}")
+    loaded, problems = Checker().load(path)
+    if loaded is None:
+        raise DefinitionError([d for d in problems if d.severity == "error"])
+    return loaded.spec
+
+
+def cmd_graph(args: argparse.Namespace, cfg: Settings) -> int:
+    from storeops.graph import to_dot, to_mermaid
+
+    sop = _load_for_graph(args.sop, cfg)
+    if args.format == "mermaid":
+        text = to_mermaid(sop, cfg.locale)
+    else:
+        text = to_dot(sop, cfg.locale)
+    if args.format == "svg":
+        dot = shutil.which("dot")
+        if dot is None:
+            raise ConfigError(
+                "SVG needs Graphviz's `dot` (apt-get install graphviz); "
+                "use --format dot or mermaid meanwhile"
+            )
+        text = subprocess.run(
+            [dot, "-Tsvg"], input=text, capture_output=True, text=True, check=True
+        ).stdout
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return EXIT_OK
+
+
+def _print_tasks(tasks: list[dict[str, Any]], locale: str) -> None:
+    from storeops.spec import localize
+
+    if not tasks:
+        print("no open tasks")
+        return
+    for t in tasks:
+        flag = "OVERDUE " if t["overdue"] else ""
+        due = (t["due_at"] or "")[:16].replace("T", " ")
+        title = localize(t["title"], locale)
+        roles = "/".join(t["roles"])
+        print(f"{flag}{t['run']}  {t['step']}  [{roles}]  {title}  due {due or '-'}")
+
+
+def cmd_start(args: argparse.Namespace, cfg: Settings) -> int:
+    engine = cfg.engine()
+    params = _pairs(args.param, "--param")
+    run_id = engine.start(args.sop, params, actor=_actor(args, engine), key=args.key)
+    run, _head, _stored = engine.load(run_id)
+    if args.format == "json":
+        _emit_json({"run": run_id, "status": run.status, "tasks": engine.tasks()})
+    else:
+        print(f"started {run_id} ({run.status})")
+        _print_tasks([t for t in engine.tasks() if t["run"] == run_id], cfg.locale)
+    return EXIT_OK
+
+
+def _actor(args: argparse.Namespace, engine: Any) -> str:
+    actor: str = args.as_
+    if actor not in engine.roster.people:
+        raise ConfigError(
+            f"--as {actor!r} is not in the roster ({', '.join(engine.roster.people) or 'empty'})"
+        )
+    return actor
+
+
+def cmd_tasks(args: argparse.Namespace, cfg: Settings) -> int:
+    engine = cfg.engine()
+    tasks = engine.tasks(person=args.as_, role=args.role)
+    if args.format == "json":
+        _emit_json(tasks)
+    else:
+        _print_tasks(tasks, cfg.locale)
+    return EXIT_OK
+
+
+def _store_evidence(cfg: Settings, items: Sequence[str] | None, step_evidence: list[Any]) -> dict[str, list[str]]:
+    """Copy each file into the evidence store by SHA-256; return digests by evidence name."""
+    result: dict[str, list[str]] = {}
+    default = step_evidence[0].name if len(step_evidence) == 1 else None
+    for item in items or []:
+        name, sep, file = item.partition("=")
+        if not sep:
+            name, file = default or "", item
+        if not name:
+            raise ConfigError(f"--evidence {item!r}: say which evidence it is, as NAME=FILE")
+        path = Path(file)
+        if not path.is_file():
+            raise ConfigError(f"--evidence {item!r}: no such file {file}")
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        target = cfg.home / "evidence" / digest[:2] / digest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            target.write_bytes(data)
+        result.setdefault(name, []).append(digest)
+    return result
+
+
+def _checklist(items: Sequence[str] | None) -> dict[int, str]:
+    result: dict[int, str] = {}
+    for item in items or []:
+        number, sep, answer = item.partition("=")
+        if not number.strip().isdigit():
+            raise ConfigError(f"--check {item!r} must be N or N=n/a: reason")
+        result[int(number)] = answer.strip() if sep else "done"
+    return result
+
+
+def cmd_done(args: argparse.Namespace, cfg: Settings) -> int:
+    engine = cfg.engine()
+    actor = _actor(args, engine)
+    run, _head, _stored = engine.load(args.run)
+    token = run.token(args.step)
+    state = run.states.get(token.state) if token is not None else None
+    evidence = _store_evidence(cfg, args.evidence, list(getattr(state, "evidence", [])))
+    after = engine.complete(
+        args.run,
+        args.step,
+        actor=actor,
+        fields=_pairs(args.field, "--field"),
+        evidence=evidence,
+        checklist=_checklist(args.check),
+        note=args.note,
+    )
+    print(f"{args.step} completed by {actor}; run {args.run} is {after.status}")
+    _print_tasks([t for t in engine.tasks() if t["run"] == args.run], cfg.locale)
+    return EXIT_OK
+
+
+def cmd_reject(args: argparse.Namespace, cfg: Settings) -> int:
+    engine = cfg.engine()
+    actor = _actor(args, engine)
+    after = engine.complete(args.run, args.step, actor=actor, reject=True, reason=args.reason)
+    print(f"{args.step} rejected by {actor}; run {args.run} is {after.status}")
+    _print_tasks([t for t in engine.tasks() if t["run"] == args.run], cfg.locale)
+    return EXIT_OK
+
+
+def cmd_runs(args: argparse.Namespace, cfg: Settings) -> int:
+    engine = cfg.engine()
+    runs = engine.ledger.runs(status=args.status, sop_id=args.sop)
+    if args.format == "json":
+        _emit_json([r.__dict__ if hasattr(r, "__dict__") else _record(r) for r in runs])
+        return EXIT_OK
+    if not runs:
+        print("no runs")
+    for r in runs:
+        key = f" key={r.business_key}" if r.business_key else ""
+        print(f"{r.run_id}  {r.sop_id} v{r.version}  {r.status}{key}  started {r.started_at[:19]}")
+    return EXIT_OK
+
+
+def _record(r: Any) -> dict[str, Any]:
+    return {k: getattr(r, k) for k in r.__slots__}
+
+
+def cmd_show(args: argparse.Namespace, cfg: Settings) -> int:
+    from storeops.timeline import render
+
+    engine = cfg.engine()
+    run, _head, stored = engine.load(args.run)
+    events = [{"type": e.type, "at": e.at, "data": e.data, "seq": e.seq} for e in stored]
+    if args.format == "json":
+        _emit_json({"run": args.run, "status": run.status, "events": events})
+        return EXIT_OK
+    for line in render(events, run.sop, cfg.locale):
+        print(line)
+    open_tasks = [t for t in engine.tasks() if t["run"] == args.run]
+    if open_tasks:
+        print("waiting for:")
+        _print_tasks(open_tasks, cfg.locale)
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace, cfg: Settings) -> int:
+    from storeops.ledger import open_ledger
+
+    ledger = open_ledger(cfg.ledger_url)
+    report = ledger.verify(args.run)
+    if args.format == "json":
+        _emit_json(
+            {
+                "ok": report.ok,
+                "runs": report.runs_checked,
+                "events": report.events_checked,
+                "problems": [str(p) for p in report.problems],
+            }
+        )
+    else:
+        for problem in report.problems:
+            print(problem)
+        verdict = "intact" if report.ok else "TAMPERED"
+        print(f"{report.runs_checked} run(s), {report.events_checked} event(s): {verdict}")
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
+def cmd_advance(args: argparse.Namespace, cfg: Settings) -> int:
+    engine = cfg.engine()
+    ids = [args.run] if args.run else [r.run_id for r in engine.ledger.runs(status="running")]
+    for run_id in ids:
+        run = engine.drive(run_id)
+        print(f"{run_id}: {run.status}")
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace, cfg: Settings) -> int:
+    from storeops.ledger import open_ledger
+    from storeops.simulate import load_scenario, simulate
+    from storeops.templates import TemplateLibrary
+
+    scenario = load_scenario(args.script)
+    if args.sop and args.sop != scenario.sop:
+        raise ConfigError(f"the scenario {args.script} is for {scenario.sop!r}, not {args.sop!r}")
+    ledger = open_ledger(args.ledger_file or ":memory:")
+    result = simulate(
+        scenario,
+        ledger=ledger,
+        sops_dir=cfg.sops,
+        templates=TemplateLibrary(cfg.templates),
+        roster=cfg.roster(),
+        locale=cfg.locale,
+    )
+    report = ledger.verify()
+    if args.format == "json":
+        _emit_json(
+            {
+                "run": result.run_id,
+                "status": result.status,
+                "covered": result.covered,
+                "uncovered": result.uncovered,
+                "problems": result.problems,
+                "ledger_ok": report.ok,
+                "transcript": result.lines,
+            }
+        )
+    else:
+        for line in result.lines:
+            print(line)
+        total = len(result.covered) + len(result.uncovered)
+        print(f"\ncovered {len(result.covered)}/{total} states", end="")
+        print(f"; not covered: {', '.join(result.uncovered)}" if result.uncovered else "")
+        print(f"ledger: {report.events_checked} events, chain {'intact' if report.ok else 'BROKEN'}")
+        for problem in result.problems:
+            print(f"scenario problem: {problem}")
+    return EXIT_OK if result.ok and report.ok else EXIT_PROBLEMS
+
+
+def cmd_demo(args: argparse.Namespace, cfg: Settings) -> int:
+    from storeops.demo import run_demo
+
+    return run_demo(cfg)
+
+
+# ---------------------------------------------------------------- parser
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # exit 2 with one line, as argparse does
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="storeops",
+        description="Standard operating procedures for store teams, with an audit ledger.",
+    )
+    parser.add_argument("--home", help="state folder (STOREOPS_HOME, default ./.storeops)")
+    parser.add_argument("--ledger", help="ledger path or URL (STOREOPS_LEDGER)")
+    parser.add_argument("--sops", help="SOP library folder (STOREOPS_SOPS, default ./sops)")
+    parser.add_argument("--templates", help="templates folder (default ./templates)")
+    parser.add_argument("--roster", help="team roster (default sops/team.yaml)")
+    parser.add_argument("--lang", choices=["zh-CN", "en"], help="language of titles")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("validate", help="check SOP files; all problems at once")
+    p.add_argument("paths", nargs="+", help="files or folders")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--roster-file", help="roster to check roles against")
+    p.add_argument("--templates-dir", help="templates folder to check against")
+    p.add_argument("--strict", action="store_true", help="warnings fail too")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="write the JSON Schema of the SOP language")
+    p.add_argument("--output", "-o", help="file to write (default: stdout)")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("codes", help="list diagnostic codes")
+    p.add_argument("--markdown", action="store_true")
+    p.set_defaults(func=cmd_codes)
+
+    p = sub.add_parser("graph", help="draw an SOP as Mermaid, DOT or SVG")
+    p.add_argument("sop", help="SOP id or file")
+    p.add_argument("--format", choices=["mermaid", "dot", "svg"], default="mermaid")
+    p.add_argument("--output", "-o")
+    p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser("start", help="start a run")
+    p.add_argument("sop")
+    p.add_argument("--param", "-p", action="append", metavar="K=V")
+    p.add_argument("--as", dest="as_", required=True, metavar="PERSON")
+    p.add_argument("--key", help="business key (default from the SOP's business_key)")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_start)
+
+    p = sub.add_parser("tasks", help="open tasks, overdue first")
+    p.add_argument("--as", dest="as_", metavar="PERSON")
+    p.add_argument("--role")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("done", help="complete a step")
+    p.add_argument("run")
+    p.add_argument("step")
+    p.add_argument("--as", dest="as_", required=True, metavar="PERSON")
+    p.add_argument("--field", "-f", action="append", metavar="K=V")
+    p.add_argument("--evidence", "-e", action="append", metavar="[NAME=]FILE")
+    p.add_argument("--check", "-c", action="append", metavar="N[=n/a: reason]")
+    p.add_argument("--note")
+    p.set_defaults(func=cmd_done)
+
+    p = sub.add_parser("reject", help="reject a step (approvals, or tasks with on_reject)")
+    p.add_argument("run")
+    p.add_argument("step")
+    p.add_argument("--as", dest="as_", required=True, metavar="PERSON")
+    p.add_argument("--reason", required=True)
+    p.set_defaults(func=cmd_reject)
+
+    p = sub.add_parser("runs", help="list runs")
+    p.add_argument("--status")
+    p.add_argument("--sop")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("show", help="a run's timeline")
+    p.add_argument("run")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("verify", help="check every hash chain in the ledger")
+    p.add_argument("run", nargs="?")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("advance", help="fire due timers of running runs (until issue 3)")
+    p.add_argument("run", nargs="?")
+    p.set_defaults(func=cmd_advance)
+
+    p = sub.add_parser("simulate", help="run an SOP with a fake clock and scripted people")
+    p.add_argument("sop", nargs="?")
+    p.add_argument("--script", required=True)
+    p.add_argument("--ledger-file", help="keep the simulated ledger here (default: memory)")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("demo", help="validate the library and simulate promotion prep")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg = Settings(args)
+        code: int = args.func(args, cfg)
+        return code
+    except DefinitionError as exc:
+        for diag in exc.diagnostics:
+            print(diag, file=sys.stderr)
+        return EXIT_PROBLEMS
+    except StoreopsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from storeops.ledger import LedgerError
+
+        if isinstance(exc, LedgerError):
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_PROBLEMS
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Durations and instants as the SOP language writes them.
+
+Pure: standard library only. `15m`, `2h30m`, `1d`, `90s`, `1w` or ISO 8601 (`PT15M`,
+`P1DT2H`). Times inside the engine are float seconds since the Unix epoch, UTC.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_SHORT = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_ISO = re.compile(r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
+
+DURATION_HELP = "a duration such as 90s, 15m, 2h30m, 1d or ISO 8601 PT15M"
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Return seconds for a duration; ValueError with the accepted forms otherwise."""
+    if isinstance(text, bool):
+        raise ValueError(f"expected {DURATION_HELP}, found {text!r}")
+    if isinstance(text, int | float):
+        if text < 0:
+            raise ValueError(f"a duration cannot be negative, found {text}")
+        return float(text)
+    raw = text.strip()
+    match = _SHORT.match(raw.lower()) or _ISO.match(raw.upper())
+    if not raw or match is None or not any(match.groups()):
+        raise ValueError(f"expected {DURATION_HELP}, found {text!r}")
+    return float(sum(int(g) * f for g, f in zip(match.groups(), _UNITS.values(), strict=True) if g))
+
+
+def format_duration(seconds: float) -> str:
+    """Short human form: 1d2h, 15m, 45s (whole seconds)."""
+    rest = round(seconds)
+    if rest == 0:
+        return "0s"
+    parts = []
+    for unit, size in _UNITS.items():
+        if unit == "w":
+            continue
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def to_iso(ts: float) -> str:
+    """UTC ISO 8601 with microseconds and a Z, the ledger's timestamp form."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_iso(text: str) -> float:
+    """Parse an ISO 8601 instant; naive values are taken as UTC."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def us_to_iso(us: int) -> str:
+    """Exact ISO form of integer microseconds since the epoch (the machine's clock unit)."""
+    from datetime import timedelta
+
+    return (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def iso_to_us(text: str) -> int:
+    """Exact inverse of us_to_iso; accepts any ISO 8601 instant (naive means UTC)."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    delta = value - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def seconds_to_us(seconds: float) -> int:
+    return int(round(seconds * 1_000_000))

@@ -1,0 +1,155 @@
+"""Jinja2 expressions and `{{ }}` values, compiled once in a sandbox and evaluated fast.
+
+Edge module (Jinja2). The machine sees only the `Evaluator` protocol from the core. Each
+source string compiles once (~7–10 ms for templates, far less for expressions) and is
+cached; evaluation reuses one Jinja2 context per namespace, which is ~4× cheaper than
+`compile_expression(...)(**ns)`. Sandboxed: attribute access and calls go through
+Jinja2's ImmutableSandboxedEnvironment; undefined names raise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError, meta, nodes
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+from storeops.errors import ExpressionError
+
+_WHOLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
+
+
+def make_environment() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    env.filters["days"] = lambda seconds: float(seconds) / 86400.0
+    return env
+
+
+@dataclass
+class Compiled:
+    source: str
+    template: Any
+    names: frozenset[str]
+    attributes: list[tuple[str, str]] = field(default_factory=list)
+    _context: Context | None = None
+    _namespace_id: int = 0
+
+    def evaluate(self, namespace: Mapping[str, Any]) -> Any:
+        ctx = self._context
+        if ctx is None or self._namespace_id != id(namespace) or ctx.parent is not namespace:
+            ctx = self.template.new_context(namespace, shared=True)
+            self._context, self._namespace_id = ctx, id(namespace)
+        else:
+            ctx.vars.clear()
+        try:
+            deque(self.template.root_render_func(ctx), maxlen=0)
+            result = ctx.vars["result"]
+        except SecurityError as exc:
+            raise ExpressionError(self.source, f"not allowed in the sandbox: {exc}") from exc
+        except TemplateError as exc:
+            raise ExpressionError(self.source, str(exc)) from exc
+        except (TypeError, ValueError, ZeroDivisionError, KeyError, AttributeError) as exc:
+            raise ExpressionError(self.source, f"{type(exc).__name__}: {exc}") from exc
+        if isinstance(result, StrictUndefined):
+            raise ExpressionError(self.source, "the result is undefined")
+        return result
+
+
+class Expressions:
+    """Compile-once cache of expressions, implementing the core's Evaluator protocol."""
+
+    def __init__(self) -> None:
+        self.env = make_environment()
+        self._cache: dict[str, Compiled] = {}
+
+    def compile(self, source: str) -> Compiled:
+        """Compile `source` (an expression, without braces); ExpressionError if it cannot."""
+        found = self._cache.get(source)
+        if found is not None:
+            return found
+        try:
+            self.env.compile_expression(source)  # proves it is one expression
+            tree = self.env.parse("{% set result = (" + source + ") %}")
+            template = self.env.from_string(tree)
+        except TemplateError as exc:
+            raise ExpressionError(source, _syntax_message(exc)) from exc
+        compiled = Compiled(
+            source=source,
+            template=template,
+            names=frozenset(meta.find_undeclared_variables(tree)),
+            attributes=_attributes(tree),
+        )
+        self._cache[source] = compiled
+        return compiled
+
+    def evaluate(self, source: str, namespace: Mapping[str, Any]) -> Any:
+        compiled = self._cache.get(source) or self.compile(source)
+        return compiled.evaluate(namespace)
+
+    def render_value(self, value: Any, namespace: Mapping[str, Any]) -> Any:
+        """Resolve `with:` inputs: "{{ x }}" keeps x's type, "a {{ x }}" renders text."""
+        if isinstance(value, str):
+            if "{{" not in value:
+                return value
+            whole = _WHOLE.match(value)
+            if whole and "{{" not in whole.group(1):
+                return self.evaluate(whole.group(1).strip(), namespace)
+            return str(self.evaluate(_as_concat(value), namespace))
+        if isinstance(value, dict):
+            return {k: self.render_value(v, namespace) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.render_value(v, namespace) for v in value]
+        return value
+
+    def sources_in(self, value: Any) -> list[str]:
+        """Every expression a `with:`-style value will evaluate (for validation)."""
+        if isinstance(value, str) and "{{" in value:
+            whole = _WHOLE.match(value)
+            if whole and "{{" not in whole.group(1):
+                return [whole.group(1).strip()]
+            return [_as_concat(value)]
+        if isinstance(value, dict):
+            return [src for v in value.values() for src in self.sources_in(v)]
+        if isinstance(value, list):
+            return [src for v in value for src in self.sources_in(v)]
+        return []
+
+
+def _as_concat(text: str) -> str:
+    """Turn 'a {{ x }} b' into the expression ('a ' ~ (x) ~ ' b')."""
+    parts: list[str] = []
+    rest = text
+    while "{{" in rest:
+        before, _, after = rest.partition("{{")
+        inner, sep, rest = after.partition("}}")
+        if not sep:
+            raise ExpressionError(text, "a '{{' is never closed with '}}'")
+        if before:
+            parts.append(repr(before))
+        parts.append(f"({inner.strip()})")
+    if rest:
+        parts.append(repr(rest))
+    return " ~ ".join(parts) if parts else "''"
+
+
+def _attributes(tree: nodes.Template) -> list[tuple[str, str]]:
+    """(root name, first attribute) pairs such as ('params', 'gmv_target')."""
+    found = []
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        target = node.node
+        if isinstance(target, nodes.Name):
+            if isinstance(node, nodes.Getattr):
+                found.append((target.name, node.attr))
+            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                found.append((target.name, node.arg.value))
+    return found
+
+
+def _syntax_message(exc: TemplateError) -> str:
+    message = getattr(exc, "message", None) or str(exc)
+    return f"does not compile: {message}"

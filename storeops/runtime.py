@@ -1,0 +1,719 @@
+"""The engine's edge: start runs, complete steps, and drive runs by carrying out effects.
+
+Edge module: joins the pure machine to the ledger, the roster, templates and an executor.
+Every change to a run goes through here, and the ledger is written first: a completion is
+recorded before anything reacts to it. Appends use optimistic concurrency (expected head
+sequence), so two people completing one step at once end with exactly one completion.
+Must not import Prefect or httpx (issue 3's flow calls into this module).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from storeops import machine as m
+from storeops import spec as s
+from storeops.durations import iso_to_us, parse_duration, us_to_iso
+from storeops.errors import (
+    AlreadyCompletedError,
+    ConfigError,
+    DefinitionError,
+    InvalidInputError,
+    NotAllowedError,
+    OperationError,
+    RunError,
+    RunNotFoundError,
+    StepNotActiveError,
+)
+from storeops.expressions import Expressions
+from storeops.ledger import (
+    ConcurrentAppendError,
+    Ledger,
+    NewEvent,
+    RunRecord,
+    StoredEvent,
+)
+from storeops.ledger import RunNotFoundError as LedgerRunNotFound
+from storeops.loader import Checker, LoadedSop, from_bundle
+from storeops.roster import Roster
+from storeops.templates import TemplateLibrary
+
+Clock = Callable[[], int]
+
+#: How long past an action's timeout another driver waits before re-running it.
+LEASE_GRACE_US = 5_000_000
+
+
+def wall_clock() -> int:
+    return time.time_ns() // 1000
+
+
+class Executor(Protocol):
+    """Carries out connector operations; raises OperationError on failure."""
+
+    def run(self, uses: str, inputs: Mapping[str, Any], *, idempotency_key: str, timeout: float) -> Any: ...
+
+
+class Outbox(Protocol):
+    """Delivers messages to people (chat, e-mail); issue 4 adds real channels."""
+
+    def deliver(self, person: str, channel: str, subject: str, text: str, link: str) -> str: ...
+
+
+@dataclass
+class MemoryOutbox:
+    """Keeps delivered messages in memory (the simulator and the in-process CLI)."""
+
+    messages: list[dict[str, str]] = field(default_factory=list)
+
+    def deliver(self, person: str, channel: str, subject: str, text: str, link: str) -> str:
+        self.messages.append(
+            {"person": person, "channel": channel, "subject": subject, "text": text, "link": link}
+        )
+        return f"outbox-{len(self.messages)}"
+
+
+class BuiltinExecutor:
+    """Operations that need no outside system; store operations need issue 4's connectors."""
+
+    def __init__(self, templates: TemplateLibrary | None = None) -> None:
+        self.templates = templates
+
+    def run(self, uses: str, inputs: Mapping[str, Any], *, idempotency_key: str, timeout: float) -> Any:
+        if uses == "builtin.echo":
+            return dict(inputs)
+        if uses == "builtin.fail":
+            raise OperationError(
+                str(inputs.get("error", "Error")),
+                str(inputs.get("message", "failed on purpose")),
+                retryable=bool(inputs.get("retryable", False)),
+            )
+        if uses == "render.template" and self.templates is not None:
+            rendered = self.templates.render(
+                str(inputs["template"]), str(inputs.get("locale", "zh-CN")), dict(inputs)
+            )
+            return {"text": rendered.text, "digest": rendered.digest}
+        raise OperationError(
+            "NotConfigured",
+            f"no connector is configured for {uses!r}; configure a store connector "
+            "(STOREOPS_STORE) or script the result in a simulation",
+        )
+
+
+@dataclass
+class Engine:
+    """Starts, completes and drives SOP runs against one ledger."""
+
+    ledger: Ledger
+    sops_dir: Path
+    templates: TemplateLibrary
+    roster: Roster
+    executor: Executor
+    outbox: Outbox = field(default_factory=MemoryOutbox)
+    clock: Clock = wall_clock
+    inbox_url: str = "http://127.0.0.1:8765"
+    expressions: Expressions = field(default_factory=Expressions)
+    _definitions: dict[str, LoadedSop] = field(default_factory=dict)
+
+    # ------------------------------------------------------------ definitions
+
+    def load_definition(self, sop_id: str) -> LoadedSop:
+        path = self.sops_dir / f"{sop_id}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in self.sops_dir.glob("*.yaml") if p.stem != "team")
+            raise ConfigError(
+                f"no SOP {sop_id!r} in {self.sops_dir}; known: {', '.join(known) or 'none'}"
+            )
+        checker = Checker(roster=self.roster, templates=self.templates, expressions=self.expressions)
+        loaded, problems = checker.load(path)
+        if loaded is None:
+            raise DefinitionError([d for d in problems if d.severity == "error"])
+        return loaded
+
+    def definition(self, def_hash: str) -> LoadedSop:
+        found = self._definitions.get(def_hash)
+        if found is None:
+            found = from_bundle(self.ledger.get_definition(def_hash))
+            self._definitions[def_hash] = found
+        return found
+
+    # ------------------------------------------------------------ runs
+
+    def start(
+        self,
+        sop_id: str,
+        params: Mapping[str, Any],
+        *,
+        actor: str,
+        key: str | None = None,
+        parent: tuple[str, str, int] | None = None,
+        drive: bool = True,
+    ) -> str:
+        """Start a run; params are validated against the SOP. Returns the run id."""
+        loaded = self.load_definition(sop_id)
+        return self.start_loaded(loaded, params, actor=actor, key=key, parent=parent, drive=drive)
+
+    def start_loaded(
+        self,
+        loaded: LoadedSop,
+        params: Mapping[str, Any],
+        *,
+        actor: str,
+        key: str | None = None,
+        parent: tuple[str, str, int] | None = None,
+        drive: bool = True,
+        run_id: str | None = None,
+    ) -> str:
+        sop = loaded.spec
+        values = coerce_params(sop, params)
+        if key is None and sop.business_key:
+            key = str(self.expressions.evaluate(sop.business_key, {"params": values}))
+        self.ledger.put_definition(loaded.def_hash, sop.id, sop.version, loaded.bundle())
+        self._definitions[loaded.def_hash] = loaded
+        now = self.clock()
+        run_id = run_id or f"{sop.id}-{us_to_iso(now)[:10].replace('-', '')}-{secrets.token_hex(3)}"
+        data: dict[str, Any] = {
+            "run": run_id,
+            "sop": sop.id,
+            "version": sop.version,
+            "def_hash": loaded.def_hash,
+            "params": values,
+            "key": key,
+            "actor": actor,
+        }
+        if parent is not None:
+            data["parent"] = {"run": parent[0], "step": parent[1], "visit": parent[2]}
+        record = RunRecord(
+            run_id=run_id,
+            sop_id=sop.id,
+            version=sop.version,
+            def_hash=loaded.def_hash,
+            business_key=key,
+            status="running",
+            started_at=us_to_iso(now),
+            updated_at=us_to_iso(now),
+            head_seq=0,
+            head_hash="",
+            parent_run=parent[0] if parent else None,
+        )
+        self.ledger.create_run(record, NewEvent("run.started", us_to_iso(now), data))
+        if drive:
+            self.drive(run_id)
+        return run_id
+
+    def load(self, run_id: str) -> tuple[m.Run, int, list[StoredEvent]]:
+        """Replay a run from the ledger: (machine, head sequence, stored events)."""
+        try:
+            record = self.ledger.get_run(run_id)
+        except LedgerRunNotFound as exc:
+            raise RunNotFoundError(f"no run {run_id!r} in the ledger; see `storeops runs`") from exc
+        loaded = self.definition(record.def_hash)
+        stored = self.ledger.events(run_id)
+        run = m.Run(loaded.spec, self.expressions, run_id)
+        for event in stored:
+            run.apply(m.Event(event.type, iso_to_us(event.at), event.data))
+        return run, (stored[-1].seq if stored else 0), stored
+
+    def _append(self, run_id: str, events: Sequence[m.Event], expected: int) -> int:
+        if not events:
+            return expected
+        new = [NewEvent(e.type, us_to_iso(e.at), _jsonable(e.data)) for e in events]
+        stored = self.ledger.append(run_id, new, expected_seq=expected)
+        return stored[-1].seq
+
+    def drive(self, run_id: str, *, max_rounds: int = 100_000) -> m.Run:
+        """Advance a run until only people or future timers remain; carry out its effects.
+
+        Safe to call from several processes: a lost append race re-reads and goes on. An
+        action is recorded as attempted before it runs; one attempted by another driver
+        within its timeout is left to that driver, and re-run with the same idempotency
+        key once the timeout has passed without a result (the other driver crashed).
+        """
+        run, head, _stored = self.load(run_id)
+        for _ in range(max_rounds):
+            now = self.clock()
+            decided = run.advance(now)
+            try:
+                head = self._append(run_id, decided, head)
+                effects = [e for e in run.effects() if self._is_ours(run, e, now)]
+                if not effects:
+                    if run.status not in ("running", "new"):
+                        self._finish_parent(run_id, run)
+                    return run
+                head, appended = self._carry_out(run_id, run, effects[0], head)
+            except ConcurrentAppendError:
+                run, head, _stored = self.load(run_id)
+                continue
+            for event in appended:
+                run.apply(event)
+        raise RunError(f"run {run_id} did not settle after {max_rounds} rounds")
+
+    def _is_ours(self, run: m.Run, effect: m.Effect, now: int) -> bool:
+        if not isinstance(effect, m.RunAction):
+            return True
+        token = run.token(effect.step)
+        if token is None or token.in_flight is None:
+            return True
+        return now >= token.in_flight_at + effect.timeout_us + LEASE_GRACE_US
+
+    def _carry_out(
+        self, run_id: str, run: m.Run, effect: m.Effect, head: int
+    ) -> tuple[int, list[m.Event]]:
+        """Do one effect; return the new head and the events recorded (not yet applied)."""
+        now = self.clock()
+        ref = {"step": effect.step, "visit": effect.visit}
+        events: list[m.Event] = []
+        if isinstance(effect, m.AssignTask):
+            candidates = self.roster.holders(effect.role)
+            state = run.states[effect.state]
+            data = {**ref, "role": effect.role, "candidates": candidates}
+            if state.due is not None:
+                data["due_at"] = us_to_iso(now + int(state.due * 1e6))
+            events.append(m.Event("task.assigned", now, data))
+            head = self._append(run_id, events, head)
+            self._tell(candidates, run, effect.step, "assigned", effect.role)
+        elif isinstance(effect, m.RunAction):
+            attempted = {
+                **ref,
+                "attempt": effect.attempt,
+                "uses": effect.uses,
+                "inputs": _jsonable(effect.inputs),
+                "idempotency_key": effect.idempotency_key,
+            }
+            first = m.Event("action.attempted", now, attempted)
+            head = self._append(run_id, [first], head)
+            events.append(first)
+            result = self._execute(effect)
+            done = self.clock()
+            base = {**ref, "attempt": effect.attempt, "idempotency_key": effect.idempotency_key}
+            if isinstance(result, OperationError):
+                failed = {
+                    **base,
+                    "error": result.error,
+                    "message": str(result),
+                    "retryable": result.retryable,
+                }
+                if result.retry_after:
+                    failed["retry_after_us"] = int(result.retry_after * 1e6)
+                outcome = m.Event("action.failed", done, failed)
+            else:
+                outcome = m.Event("action.succeeded", done, {**base, "result": _jsonable(result)})
+            head = self._append(run_id, [outcome], head)
+            events.append(outcome)
+        elif isinstance(effect, m.SendNotification):
+            data = self._notify(run, effect)
+            events.append(m.Event("notification.sent", now, {**ref, **data}))
+            head = self._append(run_id, events, head)
+        elif isinstance(effect, m.StartCall):
+            child = self._start_child(run_id, effect)
+            events.append(m.Event("call.started", now, {**ref, "child": child}))
+            head = self._append(run_id, events, head)
+            self.drive(child)
+        elif isinstance(effect, m.Remind):
+            people = self._people_for(run, effect.step)
+            data = {**ref, "number": effect.number, "people": people}
+            events.append(m.Event("task.reminded", now, data))
+            head = self._append(run_id, events, head)
+            self._tell(people, run, effect.step, "reminder", effect.role)
+        elif isinstance(effect, m.Escalate):
+            people = self.roster.holders(effect.to)
+            data = {**ref, "to": effect.to, "people": people}
+            events.append(m.Event("task.escalated", now, data))
+            head = self._append(run_id, events, head)
+            self._tell(people, run, effect.step, "escalated", effect.to)
+        return head, [m.Event(e.type, e.at, _jsonable(e.data)) for e in events]
+
+    def _start_child(self, run_id: str, effect: m.StartCall) -> str:
+        """Start (or find, after a crash) the sub-SOP run of a call; its id is derived."""
+        child_id = f"{effect.sop}-{_short_hash(run_id, effect.step, effect.visit)}"
+        try:
+            self.ledger.get_run(child_id)
+            return child_id
+        except LedgerRunNotFound:
+            pass
+        loaded = self.load_definition(effect.sop)
+        if effect.version is not None and loaded.spec.version != effect.version:
+            raise RunError(
+                f"run {run_id} step {effect.step!r} calls {effect.sop} v{effect.version}, but "
+                f"the library has v{loaded.spec.version}"
+            )
+        return self.start_loaded(
+            loaded,
+            effect.params,
+            actor="storeops",
+            parent=(run_id, effect.step, effect.visit),
+            drive=False,
+            run_id=child_id,
+        )
+
+    def _execute(self, effect: m.RunAction) -> Any:
+        try:
+            return self.executor.run(
+                effect.uses,
+                effect.inputs,
+                idempotency_key=effect.idempotency_key,
+                timeout=effect.timeout_us / 1e6,
+            )
+        except OperationError as exc:
+            return exc
+        except Exception as exc:  # an executor bug must not lose the attempt record
+            return OperationError("Error", f"{type(exc).__name__}: {exc}", retryable=False)
+
+    def _people_for(self, run: m.Run, step: str) -> list[str]:
+        token = run.token(step)
+        if token is None:
+            return []
+        people: list[str] = []
+        for role in token.roles:
+            people += [p for p in self.roster.holders(role) if p not in people]
+        return people
+
+    def _tell(self, people: Sequence[str], run: m.Run, step: str, why: str, role: str) -> None:
+        token = run.token(step)
+        state = run.states.get(token.state) if token else None
+        for person in people:
+            locale = self.roster.locale_of(person)
+            title = s.localize(getattr(state, "title", None), locale) or step
+            subject = _subject(why, locale, run.sop, title)
+            link = f"{self.inbox_url}/runs/{run.run_id}/steps/{step}"
+            channel = next(iter(self.roster.people[person].channels), "inbox")
+            self.outbox.deliver(person, channel, subject, subject, link)
+
+    def _notify(self, run: m.Run, effect: m.SendNotification) -> dict[str, Any]:
+        people: list[str] = []
+        channels: list[str] = []
+        for target in effect.to:
+            if target.startswith("channel:"):
+                channels.append(target.removeprefix("channel:"))
+            else:
+                people += [p for p in self.roster.holders(target) if p not in people]
+        digests: dict[str, str] = {}
+        template_digest = None
+        for person in people:
+            locale = self.roster.locale_of(person)
+            if effect.template:
+                rendered = self.templates.render(effect.template, locale, effect.context)
+                text, template_digest = rendered.text, rendered.source_digest
+            else:
+                text = s.localize(effect.message, locale)
+            digests[person] = hashlib.sha256(text.encode()).hexdigest()
+            subject = text.strip().splitlines()[0][:120] if text.strip() else run.sop.id
+            self.outbox.deliver(
+                person,
+                next(iter(self.roster.people[person].channels), "inbox"),
+                subject,
+                text,
+                f"{self.inbox_url}/runs/{run.run_id}",
+            )
+        data: dict[str, Any] = {"to": list(effect.to), "people": people, "digests": digests}
+        if channels:
+            data["channels"] = channels
+        if effect.template:
+            data["template"] = effect.template
+            data["template_digest"] = template_digest
+        return data
+
+    def _finish_parent(self, run_id: str, run: m.Run) -> None:
+        record = self.ledger.get_run(run_id)
+        if record.parent_run is None:
+            return
+        first = self.ledger.events(run_id)[0].data
+        link = first.get("parent") or {}
+        for _ in range(50):
+            parent, head, _stored = self.load(record.parent_run)
+            token = parent.token(link.get("step", ""))
+            if token is None or token.visit != link.get("visit") or token.outcome is not None:
+                return
+            data = {
+                "step": link["step"],
+                "visit": link["visit"],
+                "child": run_id,
+                "status": run.status,
+                "output": run.output,
+            }
+            if run.error:
+                data["message"] = str(run.error.get("message") or run.error.get("error"))
+            try:
+                self._append(record.parent_run, [m.Event("call.finished", self.clock(), data)], head)
+            except ConcurrentAppendError:
+                continue
+            self.drive(record.parent_run)
+            return
+
+    # ------------------------------------------------------------ people
+
+    def complete(
+        self,
+        run_id: str,
+        step: str,
+        *,
+        actor: str,
+        fields: Mapping[str, Any] | None = None,
+        evidence: Mapping[str, Sequence[str]] | None = None,
+        checklist: Mapping[int, str] | None = None,
+        note: str | None = None,
+        reject: bool = False,
+        reason: str | None = None,
+    ) -> m.Run:
+        """The one completion path (CLI, inbox, simulator): check, record, then drive.
+
+        Exactly one completion of a step is recorded however many people or processes
+        try at once; the others get AlreadyCompletedError naming who won and when.
+        Refusals (wrong role, four-eyes, already done) are recorded as task.refused.
+        """
+        if actor not in self.roster.people:
+            raise NotAllowedError(
+                f"{actor!r} is not in the roster; known people: {', '.join(self.roster.people)}"
+            )
+        for _ in range(100):
+            run, head, _stored = self.load(run_id)
+            now = self.clock()
+            decided = run.advance(now)
+            try:
+                head = self._append(run_id, decided, head)
+            except ConcurrentAppendError:
+                continue
+            refusal = run.check_completion(step, actor, self.roster.roles_of(actor), reject=reject)
+            if refusal is not None:
+                self._refuse(run_id, step, actor, refusal, head)
+                raise _REFUSALS[refusal.kind](refusal.message)
+            token = run.token(step)
+            assert token is not None
+            state = run.states[token.state]
+            data: dict[str, Any] = {
+                "step": step,
+                "visit": token.visit,
+                "actor": actor,
+                "role": _acting_role(token.roles, self.roster.roles_of(actor)),
+            }
+            if note:
+                data["note"] = note
+            if reject:
+                if not reason or not reason.strip():
+                    raise InvalidInputError(f"rejecting step {step!r} needs a reason (--reason)")
+                data["reason"] = reason.strip()
+                event = m.Event("task.rejected", now, data)
+            else:
+                data["fields"] = validate_fields(state, fields or {}, step)
+                data["checklist"] = validate_checklist(state, checklist or {}, step)
+                data["evidence"] = validate_evidence(state, evidence or {}, step)
+                event = m.Event("task.completed", now, data)
+            try:
+                self._append(run_id, [event], head)
+            except ConcurrentAppendError:
+                continue
+            return self.drive(run_id)
+        raise RunError(f"run {run_id}: too much contention completing {step!r}; try again")
+
+    def _refuse(self, run_id: str, step: str, actor: str, refusal: m.Refusal, head: int) -> None:
+        data = {"step": step, "actor": actor, "reason": refusal.kind, "message": refusal.message}
+        try:
+            self._append(run_id, [m.Event("task.refused", self.clock(), data)], head)
+        except ConcurrentAppendError:
+            pass  # the refusal stands; losing its record to a race is reported below
+        except Exception:  # pragma: no cover - never hide the refusal itself
+            pass
+
+    def tasks(self, *, person: str | None = None, role: str | None = None) -> list[dict[str, Any]]:
+        """Open human steps across running runs, overdue first, then by due time."""
+        found: list[dict[str, Any]] = []
+        roles = set(self.roster.roles_of(person)) if person else None
+        for record in self.ledger.runs(status="running"):
+            run, _head, _stored = self.load(record.run_id)
+            for token in run.active_tasks():
+                if roles is not None and not roles & set(token.roles):
+                    continue
+                if role is not None and role not in token.roles:
+                    continue
+                state = run.states[token.state]
+                due = token.entered_at + int(state.due * 1e6) if state.due else None
+                found.append(
+                    {
+                        "run": record.run_id,
+                        "sop": record.sop_id,
+                        "key": record.business_key,
+                        "step": token.step,
+                        "state": token.state,
+                        "type": token.kind,
+                        "roles": list(token.roles),
+                        "title": state.title,
+                        "assigned_at": us_to_iso(token.entered_at),
+                        "due_at": us_to_iso(due) if due else None,
+                        "overdue": token.overdue or (due is not None and due < self.clock()),
+                    }
+                )
+        found.sort(key=lambda t: (not t["overdue"], t["due_at"] or "9999", t["run"]))
+        return found
+
+
+_REFUSALS: dict[str, type[RunError]] = {
+    "not_active": StepNotActiveError,
+    "already": AlreadyCompletedError,
+    "not_allowed": NotAllowedError,
+    "invalid": InvalidInputError,
+}
+
+
+def _acting_role(step_roles: Sequence[str], person_roles: Sequence[str]) -> str:
+    for role in step_roles:
+        if role in person_roles:
+            return role
+    return step_roles[0] if step_roles else ""
+
+
+_SUBJECTS = {
+    "assigned": {"en": "New task: {title} ({sop})", "zh-CN": "新任务：{title}（{sop}）"},
+    "reminder": {"en": "Reminder: {title} ({sop})", "zh-CN": "提醒：{title}（{sop}）"},
+    "escalated": {"en": "Escalated: {title} ({sop})", "zh-CN": "已升级：{title}（{sop}）"},
+}
+
+
+def _subject(why: str, locale: str, sop: s.SopSpec, title: str) -> str:
+    form = _SUBJECTS[why].get(locale, _SUBJECTS[why]["en"])
+    return form.format(title=title, sop=s.localize(sop.title, locale))
+
+
+# ---------------------------------------------------------------- typed values
+
+
+def coerce_value(spec: s.FieldSpec, raw: Any, name: str) -> Any:
+    """Turn CLI text or YAML values into the field's type; InvalidInputError otherwise."""
+    kind = spec.type
+    try:
+        if kind == "string":
+            value: Any = str(raw)
+        elif kind == "int":
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            value = int(raw)
+        elif kind == "number":
+            if isinstance(raw, bool):
+                raise ValueError
+            value = float(raw)
+        elif kind == "bool":
+            if isinstance(raw, bool):
+                value = raw
+            elif str(raw).lower() in ("true", "yes", "1", "是"):
+                value = True
+            elif str(raw).lower() in ("false", "no", "0", "否"):
+                value = False
+            else:
+                raise ValueError
+        elif kind == "date":
+            value = raw.isoformat() if isinstance(raw, date) else date.fromisoformat(str(raw)).isoformat()
+        elif kind == "datetime":
+            text = raw.isoformat() if isinstance(raw, datetime) else str(raw)
+            datetime.fromisoformat(text.replace("Z", "+00:00"))
+            value = text
+        elif kind == "duration":
+            value = parse_duration(raw)
+        elif kind == "list":
+            value = list(raw) if isinstance(raw, list | tuple) else [v.strip() for v in str(raw).split(",") if v.strip()]
+        else:  # enum
+            value = str(raw)
+            if spec.values and value not in spec.values:
+                raise InvalidInputError(
+                    f"{name}: {value!r} is not one of {', '.join(spec.values)}"
+                )
+    except (ValueError, TypeError) as exc:
+        raise InvalidInputError(f"{name}: expected a {kind}, found {raw!r}") from exc
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if spec.min is not None and value < spec.min:
+            raise InvalidInputError(f"{name}: {value} is below the minimum {spec.min:g}")
+        if spec.max is not None and value > spec.max:
+            raise InvalidInputError(f"{name}: {value} is above the maximum {spec.max:g}")
+    return value
+
+
+def _coerce_all(
+    specs: Mapping[str, s.FieldSpec], given: Mapping[str, Any], what: str
+) -> dict[str, Any]:
+    unknown = [k for k in given if k not in specs]
+    if unknown:
+        raise InvalidInputError(
+            f"{what} has no field {unknown[0]!r}; fields: {', '.join(specs) or 'none'}"
+        )
+    values: dict[str, Any] = {}
+    missing = []
+    for name, spec in specs.items():
+        if name in given and given[name] not in (None, ""):
+            values[name] = coerce_value(spec, given[name], name)
+        elif spec.default is not None:
+            values[name] = coerce_value(spec, spec.default, name)
+        elif spec.required:
+            missing.append(name)
+    if missing:
+        raise InvalidInputError(f"{what} needs {', '.join(missing)}")
+    return values
+
+
+def coerce_params(sop: s.SopSpec, given: Mapping[str, Any]) -> dict[str, Any]:
+    return _coerce_all(sop.params, given, f"SOP {sop.id} v{sop.version}")
+
+
+def validate_fields(state: Any, given: Mapping[str, Any], step: str) -> dict[str, Any]:
+    return _coerce_all(state.fields, given, f"step {step!r}")
+
+
+def validate_checklist(state: Any, given: Mapping[int, str], step: str) -> dict[str, str]:
+    """Checklist answers by 1-based item number: 'done' or 'n/a: reason'."""
+    result: dict[str, str] = {}
+    for number, item in enumerate(state.checklist, start=1):
+        answer = given.get(number, "done" if not given else None)
+        if answer is None:
+            if item.required:
+                raise InvalidInputError(
+                    f"step {step!r}: checklist item {number} "
+                    f"({s.localize(item.item, 'en')!r}) is not ticked"
+                )
+            continue
+        if answer.startswith("n/a") and not answer[3:].strip(" :"):
+            raise InvalidInputError(f"step {step!r}: checklist item {number} n/a needs a reason")
+        result[str(number)] = answer
+    return result
+
+
+def validate_evidence(
+    state: Any, given: Mapping[str, Sequence[str]], step: str
+) -> dict[str, list[str]]:
+    """Evidence digests by name; required evidence must be attached."""
+    names = {e.name: e for e in state.evidence}
+    unknown = [k for k in given if k not in names]
+    if unknown:
+        raise InvalidInputError(
+            f"step {step!r} asks for no evidence {unknown[0]!r}; "
+            f"it asks for: {', '.join(names) or 'none'}"
+        )
+    for name, spec in names.items():
+        count = len(given.get(name, ()))
+        if spec.required and count < max(spec.min_count, 1):
+            raise InvalidInputError(
+                f"step {step!r} needs evidence {name!r} "
+                f"({max(spec.min_count, 1)} file(s), {count} given)"
+            )
+    return {k: list(v) for k, v in given.items()}
+
+
+def _short_hash(*parts: object) -> str:
+    return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:10]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return value
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
