@@ -7,12 +7,14 @@ allowed, and suggest the likely fix.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from storeops import spec as s
 from storeops.diagnostics import Severity, listing, suggest
+from storeops.durations import format_duration
 from storeops.operations import OPERATIONS
 
 Path_ = tuple[str | int, ...]
@@ -156,11 +158,20 @@ def _split(field: str) -> Path_:
     return tuple(int(p) if p.isdigit() else p for p in field.split("."))
 
 
+def _resolve(target: str, states: dict[str, Any]) -> str:
+    """A misspelt target counts as its likely meaning, so one typo is reported once."""
+    if target in states:
+        return target
+    close = difflib.get_close_matches(target, list(states), n=1, cutoff=0.6)
+    return close[0] if close else target
+
+
 def _reach(start: str, states: dict[str, Any]) -> set[str]:
     seen = {start}
     todo = [start]
     while todo:
-        for _field, target in _edges(states[todo.pop()]):
+        for _field, raw in _edges(states[todo.pop()]):
+            target = _resolve(raw, states)
             if target in states and target not in seen:
                 seen.add(target)
                 todo.append(target)
@@ -177,7 +188,7 @@ def _finishing(states: dict[str, Any]) -> set[str]:
         for sid, state in states.items():
             if sid in done:
                 continue
-            if any(t in done for _f, t in _edges(state)):
+            if any(_resolve(t, states) in done for _f, t in _edges(state)):
                 done.add(sid)
                 changed = True
     return done
@@ -192,17 +203,16 @@ def _check_states(sop: s.SopSpec) -> list[Finding]:
             here = (*path, sid)
             if s.is_human(state):
                 found += _check_human(sid, state, here, declared, every)
-            if isinstance(state, s.ActionState):
-                if state.uses not in OPERATIONS:
-                    found.append(
-                        Finding(
-                            "SOP153",
-                            f"state {sid!r} uses {state.uses!r}, which is not a known "
-                            f"operation; known: {listing(sorted(OPERATIONS), 8)}"
-                            + suggest(state.uses, OPERATIONS),
-                            (*here, "uses"),
-                        )
+            if isinstance(state, s.ActionState) and state.uses not in OPERATIONS:
+                found.append(
+                    Finding(
+                        "SOP153",
+                        f"state {sid!r} uses {state.uses!r}, which is not a known "
+                        f"operation; known: {listing(sorted(OPERATIONS), 8)}"
+                        + suggest(state.uses, OPERATIONS),
+                        (*here, "uses"),
                     )
+                )
             if isinstance(state, s.ActionState | s.CallState):
                 for error in state.catch:
                     if error not in s.ERROR_CLASSES:
@@ -219,16 +229,16 @@ def _check_states(sop: s.SopSpec) -> list[Finding]:
                 for index, target in enumerate(state.to):
                     if not target.startswith("channel:") and target not in declared:
                         found.append(_undeclared(sid, target, (*here, "to", index), declared))
-            if isinstance(state, s.ParallelState) and isinstance(state.join, int):
-                if state.join > len(state.branches):
-                    found.append(
-                        Finding(
-                            "SOP112",
-                            f"parallel {sid!r} joins on {state.join} branches but has only "
-                            f"{len(state.branches)}",
-                            (*here, "join"),
-                        )
+            joins = isinstance(state, s.ParallelState) and isinstance(state.join, int)
+            if joins and state.join > len(state.branches):
+                found.append(
+                    Finding(
+                        "SOP112",
+                        f"parallel {sid!r} joins on {state.join} branches but has only "
+                        f"{len(state.branches)}",
+                        (*here, "join"),
                     )
+                )
     return found
 
 
@@ -255,8 +265,9 @@ def _check_human(
         found.append(
             Finding(
                 "SOP141",
-                f"state {sid!r} escalates after {state.escalate.after:g} s but times out after "
-                f"{limit:g} s, so the escalation never happens; set a longer `timeout`",
+                f"state {sid!r} escalates after {format_duration(state.escalate.after)} but times "
+                f"out after {format_duration(limit)}, so the escalation never happens; set a "
+                "longer `timeout`",
                 (*here, "escalate", "after"),
                 severity="warning",
             )

@@ -39,8 +39,8 @@ class Settings:
     def __init__(self, args: argparse.Namespace) -> None:
         root = project_root()
         self.home = Path(args.home or os.environ.get("STOREOPS_HOME") or root / ".storeops")
-        self.ledger_url = args.ledger or os.environ.get("STOREOPS_LEDGER") or str(
-            self.home / "ledger.db"
+        self.ledger_url = (
+            args.ledger or os.environ.get("STOREOPS_LEDGER") or str(self.home / "ledger.db")
         )
         self.sops = Path(args.sops or os.environ.get("STOREOPS_SOPS") or root / "sops")
         self.templates = Path(
@@ -164,10 +164,7 @@ def cmd_graph(args: argparse.Namespace, cfg: Settings) -> int:
     from storeops.graph import to_dot, to_mermaid
 
     sop = _load_for_graph(args.sop, cfg)
-    if args.format == "mermaid":
-        text = to_mermaid(sop, cfg.locale)
-    else:
-        text = to_dot(sop, cfg.locale)
+    text = to_mermaid(sop, cfg.locale) if args.format == "mermaid" else to_dot(sop, cfg.locale)
     if args.format == "svg":
         dot = shutil.which("dot")
         if dot is None:
@@ -232,7 +229,9 @@ def cmd_tasks(args: argparse.Namespace, cfg: Settings) -> int:
     return EXIT_OK
 
 
-def _store_evidence(cfg: Settings, items: Sequence[str] | None, step_evidence: list[Any]) -> dict[str, list[str]]:
+def _store_evidence(
+    cfg: Settings, items: Sequence[str] | None, step_evidence: list[Any]
+) -> dict[str, list[str]]:
     """Copy each file into the evidence store by SHA-256; return digests by evidence name."""
     result: dict[str, list[str]] = {}
     default = step_evidence[0].name if len(step_evidence) == 1 else None
@@ -398,7 +397,9 @@ def cmd_simulate(args: argparse.Namespace, cfg: Settings) -> int:
         total = len(result.covered) + len(result.uncovered)
         print(f"\ncovered {len(result.covered)}/{total} states", end="")
         print(f"; not covered: {', '.join(result.uncovered)}" if result.uncovered else "")
-        print(f"ledger: {report.events_checked} events, chain {'intact' if report.ok else 'BROKEN'}")
+        print(
+            f"ledger: {report.events_checked} events, chain {'intact' if report.ok else 'BROKEN'}"
+        )
         for problem in result.problems:
             print(f"scenario problem: {problem}")
     return EXIT_OK if result.ok and report.ok else EXIT_PROBLEMS

@@ -79,4 +79,4 @@ def iso_to_us(text: str) -> int:
 
 
 def seconds_to_us(seconds: float) -> int:
-    return int(round(seconds * 1_000_000))
+    return round(seconds * 1_000_000)

@@ -17,7 +17,8 @@ from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, meta, nodes
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from storeops.errors import ExpressionError
 
@@ -141,12 +142,15 @@ def _attributes(tree: nodes.Template) -> list[tuple[str, str]]:
     """(root name, first attribute) pairs such as ('params', 'gmv_target')."""
     found = []
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        target = node.node
-        if isinstance(target, nodes.Name):
-            if isinstance(node, nodes.Getattr):
-                found.append((target.name, node.attr))
-            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                found.append((target.name, node.arg.value))
+        target = getattr(node, "node", None)
+        if not isinstance(target, nodes.Name):
+            continue
+        if isinstance(node, nodes.Getattr):
+            found.append((target.name, node.attr))
+        elif isinstance(node, nodes.Getitem):
+            arg = node.arg
+            if isinstance(arg, nodes.Const) and isinstance(arg.value, str):
+                found.append((target.name, arg.value))
     return found
 
 

@@ -60,7 +60,7 @@ def to_dot(sop: s.SopSpec, locale: str = "en") -> str:
         f'digraph "{sop.id}" {{',
         "    rankdir=TB;",
         '    node [shape=box, style="rounded", fontname="Noto Sans CJK SC, sans-serif"];',
-        f'    __start [shape=point, label=""];',
+        '    __start [shape=point, label=""];',
         f"    __start -> {sop.start};",
     ]
     _dot_scope(sop.states, lines, "    ", locale)
@@ -70,7 +70,9 @@ def to_dot(sop: s.SopSpec, locale: str = "en") -> str:
 
 def _dot_scope(states: dict[str, Any], lines: list[str], pad: str, locale: str) -> None:
     for sid, state in states.items():
-        shape = "doublecircle" if s.is_end(state) else "diamond" if state.type == "choice" else "box"
+        shape = (
+            "doublecircle" if s.is_end(state) else "diamond" if state.type == "choice" else "box"
+        )
         lines.append(f'{pad}{sid} [label="{_safe(_label(state, sid, locale))}", shape={shape}];')
         if isinstance(state, s.ParallelState | s.MapState):
             branches = (

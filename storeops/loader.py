@@ -44,7 +44,12 @@ class LoadedSop:
 
     def bundle(self) -> bytes:
         return canonical_json(
-            {"format": 1, "file": Path(self.file).name, "sop": self.source, "templates": self.templates}
+            {
+                "format": 1,
+                "file": Path(self.file).name,
+                "sop": self.source,
+                "templates": self.templates,
+            }
         )
 
     @property
@@ -85,6 +90,15 @@ class Checker:
         return self.load_doc(doc, stem=Path(path).stem)
 
     def load_doc(
+        self, doc: YamlDoc, *, stem: str | None = None
+    ) -> tuple[LoadedSop | None, list[Diagnostic]]:
+        loaded, found = self._load_doc(doc, stem=stem)
+        if doc.problems:
+            found = sorted([*doc.problems, *found], key=sort_key)
+            return None, found
+        return loaded, found
+
+    def _load_doc(
         self, doc: YamlDoc, *, stem: str | None = None
     ) -> tuple[LoadedSop | None, list[Diagnostic]]:
         if not isinstance(doc.data, dict):
@@ -220,9 +234,7 @@ class Checker:
 
     # ------------------------------------------------------------ templates, roster
 
-    def _template_findings(
-        self, sop: s.SopSpec
-    ) -> tuple[dict[str, dict[str, str]], list[Finding]]:
+    def _template_findings(self, sop: s.SopSpec) -> tuple[dict[str, dict[str, str]], list[Finding]]:
         used: dict[str, list[Path_]] = {}
         for path, states, _owner in s.walk_scopes(sop.states):
             for sid, state in states.items():
@@ -265,8 +277,7 @@ class Checker:
                             Finding(
                                 "SOP121",
                                 f"nobody in the roster holds role {role!r} (step {sid!r}); add "
-                                "the role to a person in team.yaml"
-                                + suggest(role, staffed),
+                                "the role to a person in team.yaml" + suggest(role, staffed),
                                 where,
                             )
                         )
@@ -351,8 +362,10 @@ def _stub(raw: Any, siblings: dict[str, Any]) -> dict[str, Any]:
     targets: list[str] = []
     if isinstance(raw, dict):
         for key, value in raw.items():
-            if isinstance(value, str) and value in siblings and (
-                key in _TRANSITION_KEYS or key not in ("type", "role", "title")
+            if (
+                isinstance(value, str)
+                and value in siblings
+                and (key in _TRANSITION_KEYS or key not in ("type", "role", "title"))
             ):
                 targets.append(value)
         timeout = raw.get("on_timeout")
@@ -369,7 +382,6 @@ def _stub(raw: Any, siblings: dict[str, Any]) -> dict[str, Any]:
         "choices": [{"when": "true", "next": t} for t in targets],
         "default": targets[0],
     }
-
 
 
 def _pydantic_problems(exc: ValidationError, doc: YamlDoc) -> list[Diagnostic]:
@@ -391,10 +403,9 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Path_, tuple[Any, ...]]
     path: list[str | int] = []
     node = data
     for i, part in enumerate(loc):
-        if isinstance(node, dict) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
             path.append(part)
             node = node[part]
         elif i == len(loc) - 1:
@@ -403,9 +414,7 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Path_, tuple[Any, ...]]
     return tuple(path), loc
 
 
-def _describe(
-    doc: YamlDoc, error: Any, kind: str, path: Path_, loc: tuple[Any, ...]
-) -> Diagnostic:
+def _describe(doc: YamlDoc, error: Any, kind: str, path: Path_, loc: tuple[Any, ...]) -> Diagnostic:
     where = _where(path)
     if kind == "extra_forbidden":
         key = str(path[-1])
@@ -453,7 +462,7 @@ def _describe(
     message = str(error.get("msg", "invalid value"))
     message = message.removeprefix("Value error, ")
     shown = _shown_input(error.get("input"))
-    if shown and "found" not in message:
+    if shown and "found" not in message and not isinstance(error.get("input"), dict | list):
         message += f", found {shown}"
     return Diagnostic("SOP102", f"{_dotted(path)}: {message}", doc.file, line, col)
 
@@ -616,7 +625,7 @@ def validate_paths(
     if roster_file is not None:
         roster, problems = load_roster(roster_file)
         diagnostics += problems
-    templates = TemplateLibrary(templates_root) if templates_root else None
+    templates = TemplateLibrary(Path(templates_root)) if templates_root else None
     checker = Checker(roster=roster, templates=templates)
     for file in files:
         if is_roster(file):

@@ -19,7 +19,7 @@ import hashlib
 import heapq
 import re
 from collections import ChainMap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -157,7 +157,7 @@ class Scope:
     owner: str | None  # the parallel/map state in the parent scope
     branch: str | None = None
     index: int | None = None
-    namespace: Mapping[str, Any] = field(default_factory=dict)
+    namespace: MutableMapping[str, Any] = field(default_factory=dict)
     local_vars: dict[str, Any] = field(default_factory=dict)
     status: str = "active"  # active | succeeded | failed | cancelled
     error: dict[str, Any] | None = None
@@ -612,9 +612,7 @@ class Run:
         self.apply(event)
         out.append(event)
 
-    def _enter(
-        self, out: list[Event], at: int, scope: str, state: str, **extra: Any
-    ) -> None:
+    def _enter(self, out: list[Event], at: int, scope: str, state: str, **extra: Any) -> None:
         self._emit(out, "state.entered", at, {"scope": scope, "state": state, **extra})
 
     def _fire_timers(self, now: int, out: list[Event]) -> None:
@@ -688,16 +686,15 @@ class Run:
         if token.scope == ROOT:
             self._emit(out, "run.finished", now, {"status": "failed", **error})
             return
-        self._emit(
-            out, "scope.finished", now, {"scope": token.scope, "status": "failed", **error}
-        )
+        self._emit(out, "scope.finished", now, {"scope": token.scope, "status": "failed", **error})
 
     def _decide_human(self, token: Token, state: Any, now: int, out: list[Event]) -> None:
         if token.outcome is None:
             if not token.assigned:
                 effect_id = f"assign:{token.step}:{token.visit}"
                 self.outstanding.setdefault(
-                    effect_id, AssignTask(effect_id, token.step, token.visit, token.state, state.role)
+                    effect_id,
+                    AssignTask(effect_id, token.step, token.visit, token.state, state.role),
                 )
             return
         if token.outcome == "on_timeout":
@@ -934,7 +931,9 @@ class Run:
                 error = {"error": "Invalid", "state": token.state, "message": str(exc)}
                 self._fail_scope(token, error, now, out)
                 return
-        self._emit(out, "wait.started", now, {"step": token.step, "visit": token.visit, "until": until})
+        self._emit(
+            out, "wait.started", now, {"step": token.step, "visit": token.visit, "until": until}
+        )
         if until <= now:
             self._fire_timers(now, out)
 
@@ -1005,7 +1004,11 @@ class Run:
     def active_tasks(self) -> list[Token]:
         """Human steps waiting for people, in the order they were entered."""
         return sorted(
-            (t for t in self.tokens.values() if t.kind in ("task", "approval") and t.outcome is None),
+            (
+                t
+                for t in self.tokens.values()
+                if t.kind in ("task", "approval") and t.outcome is None
+            ),
             key=lambda t: (t.entered_at, t.step),
         )
 

@@ -58,7 +58,9 @@ def wall_clock() -> int:
 class Executor(Protocol):
     """Carries out connector operations; raises OperationError on failure."""
 
-    def run(self, uses: str, inputs: Mapping[str, Any], *, idempotency_key: str, timeout: float) -> Any: ...
+    def run(
+        self, uses: str, inputs: Mapping[str, Any], *, idempotency_key: str, timeout: float
+    ) -> Any: ...
 
 
 class Outbox(Protocol):
@@ -86,7 +88,9 @@ class BuiltinExecutor:
     def __init__(self, templates: TemplateLibrary | None = None) -> None:
         self.templates = templates
 
-    def run(self, uses: str, inputs: Mapping[str, Any], *, idempotency_key: str, timeout: float) -> Any:
+    def run(
+        self, uses: str, inputs: Mapping[str, Any], *, idempotency_key: str, timeout: float
+    ) -> Any:
         if uses == "builtin.echo":
             return dict(inputs)
         if uses == "builtin.fail":
@@ -131,7 +135,9 @@ class Engine:
             raise ConfigError(
                 f"no SOP {sop_id!r} in {self.sops_dir}; known: {', '.join(known) or 'none'}"
             )
-        checker = Checker(roster=self.roster, templates=self.templates, expressions=self.expressions)
+        checker = Checker(
+            roster=self.roster, templates=self.templates, expressions=self.expressions
+        )
         loaded, problems = checker.load(path)
         if loaded is None:
             raise DefinitionError([d for d in problems if d.severity == "error"])
@@ -441,7 +447,9 @@ class Engine:
             if run.error:
                 data["message"] = str(run.error.get("message") or run.error.get("error"))
             try:
-                self._append(record.parent_run, [m.Event("call.finished", self.clock(), data)], head)
+                self._append(
+                    record.parent_run, [m.Event("call.finished", self.clock(), data)], head
+                )
             except ConcurrentAppendError:
                 continue
             self.drive(record.parent_run)
@@ -607,7 +615,11 @@ def coerce_value(spec: s.FieldSpec, raw: Any, name: str) -> Any:
             else:
                 raise ValueError
         elif kind == "date":
-            value = raw.isoformat() if isinstance(raw, date) else date.fromisoformat(str(raw)).isoformat()
+            value = (
+                raw.isoformat()
+                if isinstance(raw, date)
+                else date.fromisoformat(str(raw)).isoformat()
+            )
         elif kind == "datetime":
             text = raw.isoformat() if isinstance(raw, datetime) else str(raw)
             datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -615,13 +627,15 @@ def coerce_value(spec: s.FieldSpec, raw: Any, name: str) -> Any:
         elif kind == "duration":
             value = parse_duration(raw)
         elif kind == "list":
-            value = list(raw) if isinstance(raw, list | tuple) else [v.strip() for v in str(raw).split(",") if v.strip()]
+            value = (
+                list(raw)
+                if isinstance(raw, list | tuple)
+                else [v.strip() for v in str(raw).split(",") if v.strip()]
+            )
         else:  # enum
             value = str(raw)
             if spec.values and value not in spec.values:
-                raise InvalidInputError(
-                    f"{name}: {value!r} is not one of {', '.join(spec.values)}"
-                )
+                raise InvalidInputError(f"{name}: {value!r} is not one of {', '.join(spec.values)}")
     except (ValueError, TypeError) as exc:
         raise InvalidInputError(f"{name}: expected a {kind}, found {raw!r}") from exc
     if isinstance(value, int | float) and not isinstance(value, bool):

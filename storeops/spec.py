@@ -11,13 +11,13 @@ from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    Discriminator,
-    PlainValidator,
-    Tag,
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    PlainValidator,
+    Tag,
     WithJsonSchema,
     model_validator,
 )
@@ -105,7 +105,9 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-ValueType = Literal["string", "int", "number", "bool", "date", "datetime", "duration", "list", "enum"]
+ValueType = Literal[
+    "string", "int", "number", "bool", "date", "datetime", "duration", "list", "enum"
+]
 
 
 class FieldSpec(Model):
@@ -173,7 +175,17 @@ OnTimeout = Annotated[
     str | Goto,
     PlainValidator(_on_timeout),
     WithJsonSchema(
-        {"anyOf": [{"enum": ["fail", "skip"]}, {"$ref": "#/$defs/Goto"}]},
+        {
+            "anyOf": [
+                {"enum": ["fail", "skip"]},
+                {
+                    "type": "object",
+                    "properties": {"goto": {"type": "string", "pattern": STATE_ID}},
+                    "required": ["goto"],
+                    "additionalProperties": False,
+                },
+            ]
+        },
     ),
 ]
 
@@ -289,7 +301,9 @@ class Branch(Model):
 
 
 def _join(value: Any) -> str | int:
-    if value in ("all", "any") or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+    if value in ("all", "any") or (
+        isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    ):
         return value  # type: ignore[no-any-return]
     raise ValueError(f"join must be all, any or a number of branches >= 1, found {_shown(value)}")
 
@@ -467,4 +481,3 @@ def all_states(spec: SopSpec) -> dict[str, Any]:
         for sid, state in states.items():
             found.setdefault(sid, state)
     return found
-

@@ -65,7 +65,7 @@ class TemplateLibrary:
             return [("SOP130", f"template {name!r} must be a relative path under templates/", 1)]
         present = self.locales_of(name)
         if not present:
-            wanted = " and ".join(str(self.path(name, loc)) for loc in LOCALES)
+            wanted = " and ".join(_shown(self.path(name, loc)) for loc in LOCALES)
             return [("SOP130", f"template {name!r} does not exist; create {wanted}", 1)]
         found = []
         for loc in present:
@@ -94,6 +94,14 @@ class TemplateLibrary:
             source_digest=_digest(self.source(name, use)),
             digest=_digest(text),
         )
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the working directory when it lies below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _digest(text: str) -> str:

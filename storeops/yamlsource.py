@@ -44,6 +44,7 @@ class YamlDoc:
     data: Any
     keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    problems: list[Diagnostic] = field(default_factory=list)
 
     def position(self, path: Path_, *, key: bool = False) -> tuple[int, int]:
         """Where `path` is written; falls back to the nearest enclosing node."""
@@ -87,7 +88,7 @@ class _Builder:
                 col,
             )
         self.doc.values.setdefault(path, (line, col))
-        tag = node.tag
+        tag = str(node.tag)
         if tag not in _PLAIN and tag != f"{_T}merge":
             raise _Refused(
                 "SOP004",
@@ -116,13 +117,17 @@ class _Builder:
             key = str(_scalar(key_node)) if key_node.value != "" else ""
             if key in result:
                 first = self.doc.keys.get((*path, key), (kline, kcol))
-                raise _Refused(
-                    "SOP003",
-                    f"duplicate key {key!r}, first written at line {first[0]}; "
-                    "remove or rename one of them",
-                    kline,
-                    kcol,
+                self.doc.problems.append(
+                    Diagnostic(
+                        "SOP003",
+                        f"duplicate key {key!r}, first written at line {first[0]}; "
+                        "remove or rename one of them (the first is used)",
+                        self.doc.file,
+                        kline,
+                        kcol,
+                    )
                 )
+                continue
             self.doc.keys[(*path, key)] = (kline, kcol)
             result[key] = self.build(value_node, (*path, key), depth + 1)
         for key, value in merged.items():
@@ -281,5 +286,7 @@ def load_yaml(path: str | os.PathLike[str]) -> tuple[YamlDoc | None, list[Diagno
     try:
         text = _read_text(Path(path), shown)
     except _Refused as refused:
-        return None, [Diagnostic(refused.code, refused.message, shown, refused.line, refused.column)]
+        return None, [
+            Diagnostic(refused.code, refused.message, shown, refused.line, refused.column)
+        ]
     return load_yaml_text(text, shown)

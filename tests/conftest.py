@@ -1,0 +1,56 @@
+"""Shared test helpers: paths, an in-memory engine with a fake clock and a scripted store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storeops.durations import iso_to_us
+from storeops.ledger import open_ledger
+from storeops.loader import load_roster
+from storeops.runtime import Engine, MemoryOutbox
+from storeops.simulate import FakeClock, Outcome, ScriptedExecutor
+from storeops.templates import TemplateLibrary
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+VALID = FIXTURES / "sops" / "valid"
+INVALID = FIXTURES / "sops" / "invalid"
+T0 = iso_to_us("2026-11-09T01:00:00Z")
+MINUTE = 60_000_000
+HOUR = 60 * MINUTE
+
+
+@pytest.fixture
+def make_engine(tmp_path: Path) -> Iterator[Callable[..., Engine]]:
+    """Engine over the valid fixtures (or a given folder), a SQLite file ledger, fake clock."""
+    made: list[Engine] = []
+
+    def make(
+        sops_dir: Path = VALID,
+        actions: dict[str, list[dict[str, Any]]] | None = None,
+        ledger: str | None = None,
+    ) -> Engine:
+        roster, problems = load_roster(sops_dir / "team.yaml")
+        assert roster is not None, problems
+        executor = ScriptedExecutor(
+            {k: [Outcome.model_validate(o) for o in v] for k, v in (actions or {}).items()}
+        )
+        engine = Engine(
+            ledger=open_ledger(ledger or str(tmp_path / f"ledger{len(made)}.db")),
+            sops_dir=sops_dir,
+            templates=TemplateLibrary(FIXTURES / "templates"),
+            roster=roster,
+            executor=executor,
+            outbox=MemoryOutbox(),
+            clock=FakeClock(T0),
+        )
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        engine.ledger.close()
