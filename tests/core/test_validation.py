@@ -50,7 +50,9 @@ def test_all_problems_of_a_file_come_at_once() -> None:
     broken = (
         text.replace("next: check_margin", "next: chek_margin")
         .replace("    role: designer", "    role: desinger")
-        .replace("check_margin:\n            type: choice", "check_margin:\n            type: choise")
+        .replace(
+            "check_margin:\n            type: choice", "check_margin:\n            type: choise"
+        )
         .replace("template: promotion/briefing.md.j2", "template: promotion/brief.md.j2")
     )
     from storeops.yamlsource import load_yaml_text

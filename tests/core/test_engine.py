@@ -1,0 +1,400 @@
+"""Run semantics end to end through the Engine: people, timers, joins, maps, retries, calls.
+
+Real SQLite ledger files, a fake clock, scripted connector results (no network here: the
+store connectors arrive with issue 4).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storeops.errors import (
+    AlreadyCompletedError,
+    InvalidInputError,
+    NotAllowedError,
+    StepNotActiveError,
+)
+from storeops.ledger import NewEvent
+from storeops.machine import idempotency_key
+from storeops.runtime import Engine
+from tests.conftest import HOUR, MINUTE, T0, VALID
+
+Make = Callable[..., Engine]
+
+
+def types(engine: Engine, run_id: str) -> list[str]:
+    return [e.type for e in engine.ledger.events(run_id)]
+
+
+def events(engine: Engine, run_id: str, kind: str) -> list[dict[str, Any]]:
+    return [e.data for e in engine.ledger.events(run_id) if e.type == kind]
+
+
+def tick(engine: Engine, run_id: str, us: int) -> None:
+    """Move the fake clock forward, stopping at every timer on the way (as time would)."""
+    clock = engine.clock
+    until = clock.now + us  # type: ignore[attr-defined]
+    while True:
+        wake = engine.drive(run_id).wake_at()
+        if wake is None or wake > until:
+            break
+        clock.now = max(clock.now, wake)  # type: ignore[attr-defined]
+    clock.now = until  # type: ignore[attr-defined]
+    engine.drive(run_id)
+
+
+def open_steps(engine: Engine, run_id: str) -> list[str]:
+    run, _head, _stored = engine.load(run_id)
+    return [t.step for t in run.active_tasks()]
+
+
+def status(engine: Engine, run_id: str) -> str:
+    return engine.ledger.get_run(run_id).status
+
+
+# ---------------------------------------------------------------- people and approvals
+
+
+def test_four_eyes_n_of_m_and_reject_loop(make_engine: Make) -> None:
+    engine = make_engine()
+    run = engine.start("approvals", {}, actor="ann")
+    draft = {"title": "Green tea 250 g", "price": "39.90"}
+    engine.complete(run, "draft", actor="bo", fields=draft, checklist={1: "done", 2: "done"})
+    with pytest.raises(NotAllowedError, match="four-eyes"):
+        engine.complete(run, "approve", actor="bo")
+    engine.complete(run, "approve", actor="ann")
+    assert ["approve"] == open_steps(engine, run)  # 2 approvals needed
+    with pytest.raises(AlreadyCompletedError):
+        engine.complete(run, "approve", actor="ann")
+    with pytest.raises(InvalidInputError, match="reason"):
+        engine.complete(run, "approve", actor="fay", reject=True, reason=" ")
+    engine.complete(run, "approve", actor="fay", reject=True, reason="price too low")
+    assert ["draft"] == open_steps(engine, run)  # a rejection goes back to the draft
+    engine.complete(run, "draft", actor="cai", fields=draft)
+    engine.complete(run, "approve", actor="ann")
+    engine.complete(run, "approve", actor="bo")  # bo did not draft this time
+    assert "succeeded" == status(engine, run)
+    refused = events(engine, run, "task.refused")
+    assert ["not_allowed", "already"] == [r["reason"] for r in refused]
+    sent = events(engine, run, "notification.sent")[0]
+    assert {"ann", "bo", "cai", "fay"} == set(sent["people"])
+    assert len(sent["digests"]["bo"]) == 64
+    assert engine.ledger.verify().ok
+
+
+def test_form_checklist_and_evidence_are_checked(make_engine: Make) -> None:
+    engine = make_engine()
+    run = engine.start("approvals", {}, actor="ann")
+    with pytest.raises(InvalidInputError, match="needs price"):
+        engine.complete(run, "draft", actor="bo", fields={"title": "x"})
+    with pytest.raises(InvalidInputError, match="expected a number"):
+        engine.complete(run, "draft", actor="bo", fields={"title": "x", "price": "cheap"})
+    with pytest.raises(InvalidInputError, match="below the minimum"):
+        engine.complete(run, "draft", actor="bo", fields={"title": "x", "price": "0"})
+    with pytest.raises(InvalidInputError, match="no field 'colour'"):
+        engine.complete(run, "draft", actor="bo", fields={"title": "x", "price": 1, "colour": 2})
+    with pytest.raises(InvalidInputError, match="checklist item 2"):
+        engine.complete(
+            run, "draft", actor="bo", fields={"title": "x", "price": 1}, checklist={1: "done"}
+        )
+    with pytest.raises(InvalidInputError, match="n/a needs a reason"):
+        engine.complete(
+            run,
+            "draft",
+            actor="bo",
+            fields={"title": "x", "price": 1},
+            checklist={1: "done", 2: "n/a"},
+        )
+    with pytest.raises(NotAllowedError, match="needs role clerk"):
+        engine.complete(run, "draft", actor="dee", fields={"title": "x", "price": 1})
+    with pytest.raises(StepNotActiveError, match="open steps: draft"):
+        engine.complete(run, "approve", actor="ann")
+    engine.complete(
+        run,
+        "draft",
+        actor="bo",
+        fields={"title": "x", "price": 1},
+        checklist={1: "done", 2: "done", 3: "n/a: no video"},
+    )
+    done = events(engine, run, "task.completed")[0]
+    assert {"title": "x", "price": 1.0} == done["fields"]
+    assert {"1": "done", "2": "done", "3": "n/a: no video"} == done["checklist"]
+    assert "clerk" == done["role"]
+
+
+def test_refusals_are_recorded_in_the_ledger(make_engine: Make) -> None:
+    engine = make_engine()
+    run = engine.start("approvals", {}, actor="ann")
+    with pytest.raises(NotAllowedError):
+        engine.complete(run, "draft", actor="dee", fields={"title": "x", "price": 1})
+    refused = events(engine, run, "task.refused")
+    assert 1 == len(refused)
+    assert "dee" == refused[0]["actor"]
+    assert "needs role clerk" in refused[0]["message"]
+
+
+# ---------------------------------------------------------------- timers
+
+
+def test_reminders_escalation_and_timeout_goto_fire_on_time(make_engine: Make) -> None:
+    engine = make_engine()
+    run = engine.start("approvals", {}, actor="ann")
+    engine.complete(run, "draft", actor="cai", fields={"title": "t", "price": 2})
+    entered = T0
+    tick(engine, run, 10 * HOUR)
+    reminded = [e for e in engine.ledger.events(run) if e.type == "task.reminded"]
+    assert [1, 2] == [e.data["number"] for e in reminded]  # max: 2
+    from storeops.durations import iso_to_us
+
+    assert [entered + HOUR, entered + 2 * HOUR] == [iso_to_us(e.at) for e in reminded]
+    escalated = [e for e in engine.ledger.events(run) if e.type == "task.escalated"]
+    assert ["clerk"] == [e.data["to"] for e in escalated]
+    assert entered + 3 * HOUR == iso_to_us(escalated[0].at)
+    assert ["approve"] != open_steps(engine, run)
+    assert "failed" == status(engine, run)  # timeout goto: expired (a fail state)
+    timed_out = events(engine, run, "task.timed_out")
+    assert [{"step": "approve", "visit": 1, "policy": "goto:expired"}] == timed_out
+    overdue = events(engine, run, "task.overdue")
+    assert 1 == len(overdue)
+
+
+def test_escalation_lets_the_escalated_role_act(make_engine: Make) -> None:
+    engine = make_engine()
+    run = engine.start("approvals", {}, actor="ann")
+    engine.complete(run, "draft", actor="bo", fields={"title": "t", "price": 2})
+    with pytest.raises(NotAllowedError):
+        engine.complete(run, "approve", actor="cai")
+    tick(engine, run, 3 * HOUR)
+    engine.complete(run, "approve", actor="cai")  # clerk holds the escalated step now
+    engine.complete(run, "approve", actor="ann")
+    assert "succeeded" == status(engine, run)
+
+
+def test_timeout_skip_continues(make_engine: Make) -> None:
+    engine = make_engine(actions={"store.fulfil_order": [{"result": {"ok": True}}]})
+    run = engine.start("order-wave-mini", {"orders": []}, actor="ann")
+    assert ["pack"] == open_steps(engine, run)
+    tick(engine, run, 59 * MINUTE)
+    assert ["pack"] == open_steps(engine, run)
+    tick(engine, run, MINUTE)
+    assert "succeeded" == status(engine, run)
+
+
+# ---------------------------------------------------------------- parallel, map, wait
+
+
+def test_parallel_any_cancels_the_other_branch_and_join_n_tolerates_a_failure(
+    make_engine: Make,
+) -> None:
+    engine = make_engine()
+    run = engine.start("branches", {}, actor="ann")
+    assert {"a_task", "b_task"} == set(open_steps(engine, run))
+    engine.complete(run, "b_task", actor="dee")
+    assert {"x_task", "y_task"} == set(open_steps(engine, run))  # a_task was cancelled
+    cancelled = [d for d in events(engine, run, "scope.finished") if d["status"] == "cancelled"]
+    assert ["/first_any.a"] == [d["scope"] for d in cancelled]
+    with pytest.raises(StepNotActiveError):
+        engine.complete(run, "a_task", actor="cai")
+    engine.complete(run, "y_task", actor="ann")
+    assert ["x_task"] == open_steps(engine, run)  # z failed; 2 of 3 still possible
+    tick(engine, run, HOUR)  # x_task times out with skip -> x succeeds
+    run_state, _h, _s = engine.load(run)
+    assert "pause" == run_state.tokens[""].state
+    tick(engine, run, 15 * MINUTE)
+    assert "succeeded" == status(engine, run)
+
+
+def test_parallel_join_n_fails_over_to_on_fail(make_engine: Make) -> None:
+    engine = make_engine()
+    run = engine.start("branches", {}, actor="ann")
+    engine.complete(run, "a_task", actor="cai")
+    tick(engine, run, HOUR)  # y_task times out with fail; z failed: 2 of 3 impossible
+    assert ["rescue"] == open_steps(engine, run)
+
+
+def test_map_respects_its_concurrency_bound_and_collects_results(make_engine: Make) -> None:
+    outcomes = [
+        {"result": {"shipped": 1}},
+        {"fail": "Unavailable", "message": "503"},
+        {"result": {"shipped": 2}},
+        {"fail": "NotFound", "retryable": False},
+        {"result": {"shipped": 3}},
+    ]
+    engine = make_engine(actions={"store.fulfil_order": outcomes})
+    orders = [{"id": f"o{i}", "value": 100 * i} for i in range(1, 6)]
+    run = engine.start("order-wave-mini", {"orders": orders}, actor="ann")
+    tick(engine, run, MINUTE)  # o2's retry is due after its backoff
+    stored = engine.ledger.events(run)
+    active = peak = 0
+    for event in stored:
+        if event.type == "state.entered" and event.data["state"] == "risk":
+            active += 1
+            peak = max(peak, active)
+        if event.type == "scope.finished":
+            active -= 1
+    assert 2 == peak  # max_concurrency: 2
+    calls = [c for c in engine.executor.calls if c[0] == "store.fulfil_order"]  # type: ignore[attr-defined]
+    keys = {inputs["order_id"]: key for _uses, inputs, key in calls}
+    assert 5 == len(keys)
+    assert {"note": "wave 1", "order_id": "o2"} == [
+        c[1] for c in calls if c[1]["order_id"] == "o2"
+    ][0]
+    assert len({c[2] for c in calls if c[1]["order_id"] == "o2"}) == 1  # retries share a key
+    results = engine.load(run)[0].vars["results"]
+    assert ["succeeded", "succeeded", "succeeded", "failed", "succeeded"] == [
+        r["status"] for r in results
+    ]
+    assert {"shipped": 1} == results[0]["vars"]["shipped"]
+    assert ["pack"] == open_steps(engine, run)  # one failure is tolerated
+
+
+def test_map_item_approval_is_addressed_by_index(make_engine: Make) -> None:
+    engine = make_engine(actions={"store.fulfil_order": [{"result": {}}]})
+    orders = [{"id": "a", "value": 5}, {"id": "b", "value": 5000}]
+    run = engine.start("order-wave-mini", {"orders": orders}, actor="ann")
+    assert ["review[1]"] == open_steps(engine, run)
+    engine.complete(run, "review[1]", actor="dee", reject=True, reason="fraud pattern")
+    assert ["pack"] == open_steps(engine, run)
+    results = engine.load(run)[0].vars["results"]
+    assert "Held" == results[1]["error"]["error"]
+
+
+# ---------------------------------------------------------------- actions
+
+
+def test_retry_backoff_honours_retry_after_then_catch(make_engine: Make) -> None:
+    outcomes = [
+        {"fail": "RateLimited", "retry_after": 30},
+        {"fail": "Unavailable"},
+        {"fail": "Unavailable"},
+    ]
+    engine = make_engine(actions={"store.fulfil_order": outcomes})
+    run = engine.start("order-wave-mini", {"orders": [{"id": "x", "value": 1}]}, actor="ann")
+    attempts = [e for e in engine.ledger.events(run) if e.type == "action.attempted"]
+    assert 2 == len(attempts)  # fetch + first fulfil; the retry waits for its time
+    tick(engine, run, 29 * 1_000_000)
+    assert 2 == len([t for t in types(engine, run) if t == "action.attempted"])
+    tick(engine, run, 1_000_000)
+    assert 3 == len([t for t in types(engine, run) if t == "action.attempted"])
+    tick(engine, run, MINUTE)
+    failed = events(engine, run, "action.failed")
+    assert [1, 2, 3] == [f["attempt"] for f in failed]
+    assert ["pack"] == open_steps(engine, run)  # exhausted -> item failed, tolerated
+
+
+def test_crashed_action_is_rerun_with_the_same_idempotency_key(make_engine: Make) -> None:
+    engine = make_engine(actions={"store.fulfil_order": [{"result": {"ok": 1}}]})
+    run = engine.start("approvals", {}, actor="ann")  # any run id will do for the key
+    key = idempotency_key(run, "fulfil[0]", 1)
+    assert key == idempotency_key(run, "fulfil[0]", 1)
+    assert key != idempotency_key(run, "fulfil[0]", 2)
+    assert key.startswith("so-")
+
+    engine2 = make_engine(actions={"store.fulfil_order": [{"result": {"ok": 1}}]})
+    wave = engine2.start(
+        "order-wave-mini", {"orders": [{"id": "x", "value": 1}]}, actor="ann", drive=False
+    )
+    # A driver records fetch's attempt and then dies before the result is written.
+    head = engine2.ledger.get_run(wave).head_seq
+    engine2.ledger.append(
+        wave,
+        [
+            NewEvent(
+                "state.entered", "2026-11-09T01:00:00.000000Z", {"scope": "", "state": "fetch"}
+            ),
+            NewEvent(
+                "action.attempted",
+                "2026-11-09T01:00:00.000000Z",
+                {
+                    "step": "fetch",
+                    "visit": 1,
+                    "attempt": 1,
+                    "uses": "builtin.echo",
+                    "inputs": {"orders": [{"id": "x", "value": 1}]},
+                    "idempotency_key": idempotency_key(wave, "fetch", 1),
+                },
+            ),
+        ],
+        expected_seq=head,
+    )
+    engine2.clock.now += 10 * MINUTE  # type: ignore[attr-defined]  # past timeout + grace
+    engine2.drive(wave)
+    attempts = events(engine2, wave, "action.attempted")
+    assert [1, 1] == [a["attempt"] for a in attempts[:2]]
+    assert attempts[0]["idempotency_key"] == attempts[1]["idempotency_key"]
+    assert 1 == len(events(engine2, wave, "action.succeeded")) - 1  # fetch once, fulfil once
+
+
+def test_action_in_flight_elsewhere_is_left_to_its_driver(make_engine: Make) -> None:
+    engine = make_engine()
+    wave = engine.start("order-wave-mini", {"orders": []}, actor="ann", drive=False)
+    head = engine.ledger.get_run(wave).head_seq
+    engine.ledger.append(
+        wave,
+        [
+            NewEvent(
+                "state.entered", "2026-11-09T01:00:00.000000Z", {"scope": "", "state": "fetch"}
+            ),
+            NewEvent(
+                "action.attempted",
+                "2026-11-09T01:00:00.000000Z",
+                {"step": "fetch", "visit": 1, "attempt": 1, "inputs": {}, "uses": "builtin.echo"},
+            ),
+        ],
+        expected_seq=head,
+    )
+    engine.drive(wave)  # within the action's timeout: another driver may still be running it
+    assert 1 == len(events(engine, wave, "action.attempted"))
+
+
+# ---------------------------------------------------------------- calls and pinning
+
+
+def test_call_runs_a_pinned_child_and_saves_its_output(make_engine: Make) -> None:
+    engine = make_engine()
+    parent = engine.start("parent", {}, actor="ann")
+    children = [r for r in engine.ledger.runs() if r.parent_run == parent]
+    assert 1 == len(children)
+    child = children[0].run_id
+    assert ["work"] == open_steps(engine, child)
+    engine.complete(child, "work", actor="cai")
+    assert "succeeded" == status(engine, child)
+    assert ["confirm"] == open_steps(engine, parent)
+    assert {"doubled": 84} == engine.load(parent)[0].vars["child_out"]
+    engine.complete(parent, "confirm", actor="ann")
+    assert "succeeded" == status(engine, parent)
+
+
+def test_runs_replay_against_the_definition_they_started_with(
+    make_engine: Make, tmp_path: Path
+) -> None:
+    library = tmp_path / "sops"
+    shutil.copytree(VALID, library)
+    engine = make_engine(sops_dir=library)
+    run = engine.start("approvals", {}, actor="ann")
+    text = (library / "approvals.yaml").read_text(encoding="utf-8")
+    (library / "approvals.yaml").write_text(
+        text.replace("approvals: 2", "approvals: 1").replace("version: 2", "version: 3"),
+        encoding="utf-8",
+    )
+    engine._definitions.clear()  # force a reload from the ledger's stored bundle
+    engine.complete(run, "draft", actor="cai", fields={"title": "t", "price": 2})
+    engine.complete(run, "approve", actor="ann")
+    assert ["approve"] == open_steps(engine, run)  # still needs two: pinned to v2
+    assert 2 == engine.load(run)[0].sop.version
+    fresh = engine.start("approvals", {}, actor="ann")
+    assert 3 == engine.load(fresh)[0].sop.version
+
+
+def test_unknown_person_and_bad_params_are_clear(make_engine: Make) -> None:
+    engine = make_engine()
+    with pytest.raises(InvalidInputError, match="needs orders"):
+        engine.start("order-wave-mini", {}, actor="ann")
+    run = engine.start("approvals", {}, actor="ann")
+    with pytest.raises(NotAllowedError, match="not in the roster"):
+        engine.complete(run, "draft", actor="mallory")
