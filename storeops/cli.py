@@ -420,20 +420,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+def _global_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """Options accepted before or after the command (`storeops show RUN --lang zh-CN`)."""
+    add = parser.add_argument
+    add("--home", default=default, help="state folder (STOREOPS_HOME, default ./.storeops)")
+    add("--ledger", default=default, help="ledger path or URL (STOREOPS_LEDGER)")
+    add("--sops", default=default, help="SOP library folder (STOREOPS_SOPS, default ./sops)")
+    add("--templates", default=default, help="templates folder (default ./templates)")
+    add("--roster", default=default, help="team roster (default sops/team.yaml)")
+    add("--lang", default=default, choices=["zh-CN", "en"], help="language of titles")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="storeops",
         description="Standard operating procedures for store teams, with an audit ledger.",
     )
-    parser.add_argument("--home", help="state folder (STOREOPS_HOME, default ./.storeops)")
-    parser.add_argument("--ledger", help="ledger path or URL (STOREOPS_LEDGER)")
-    parser.add_argument("--sops", help="SOP library folder (STOREOPS_SOPS, default ./sops)")
-    parser.add_argument("--templates", help="templates folder (default ./templates)")
-    parser.add_argument("--roster", help="team roster (default sops/team.yaml)")
-    parser.add_argument("--lang", choices=["zh-CN", "en"], help="language of titles")
+    _global_options(parser, default=None)
+    common = _Parser(add_help=False)
+    _global_options(common, default=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("validate", help="check SOP files; all problems at once")
+    def add_parser(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[common])
+
+    p = add_parser("validate", help="check SOP files; all problems at once")
     p.add_argument("paths", nargs="+", help="files or folders")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.add_argument("--roster-file", help="roster to check roles against")
@@ -441,21 +452,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="warnings fail too")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("schema", help="write the JSON Schema of the SOP language")
+    p = add_parser("schema", help="write the JSON Schema of the SOP language")
     p.add_argument("--output", "-o", help="file to write (default: stdout)")
     p.set_defaults(func=cmd_schema)
 
-    p = sub.add_parser("codes", help="list diagnostic codes")
+    p = add_parser("codes", help="list diagnostic codes")
     p.add_argument("--markdown", action="store_true")
     p.set_defaults(func=cmd_codes)
 
-    p = sub.add_parser("graph", help="draw an SOP as Mermaid, DOT or SVG")
+    p = add_parser("graph", help="draw an SOP as Mermaid, DOT or SVG")
     p.add_argument("sop", help="SOP id or file")
     p.add_argument("--format", choices=["mermaid", "dot", "svg"], default="mermaid")
     p.add_argument("--output", "-o")
     p.set_defaults(func=cmd_graph)
 
-    p = sub.add_parser("start", help="start a run")
+    p = add_parser("start", help="start a run")
     p.add_argument("sop")
     p.add_argument("--param", "-p", action="append", metavar="K=V")
     p.add_argument("--as", dest="as_", required=True, metavar="PERSON")
@@ -463,13 +474,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_start)
 
-    p = sub.add_parser("tasks", help="open tasks, overdue first")
+    p = add_parser("tasks", help="open tasks, overdue first")
     p.add_argument("--as", dest="as_", metavar="PERSON")
     p.add_argument("--role")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_tasks)
 
-    p = sub.add_parser("done", help="complete a step")
+    p = add_parser("done", help="complete a step")
     p.add_argument("run")
     p.add_argument("step")
     p.add_argument("--as", dest="as_", required=True, metavar="PERSON")
@@ -479,41 +490,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--note")
     p.set_defaults(func=cmd_done)
 
-    p = sub.add_parser("reject", help="reject a step (approvals, or tasks with on_reject)")
+    p = add_parser("reject", help="reject a step (approvals, or tasks with on_reject)")
     p.add_argument("run")
     p.add_argument("step")
     p.add_argument("--as", dest="as_", required=True, metavar="PERSON")
     p.add_argument("--reason", required=True)
     p.set_defaults(func=cmd_reject)
 
-    p = sub.add_parser("runs", help="list runs")
+    p = add_parser("runs", help="list runs")
     p.add_argument("--status")
     p.add_argument("--sop")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("show", help="a run's timeline")
+    p = add_parser("show", help="a run's timeline")
     p.add_argument("run")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("verify", help="check every hash chain in the ledger")
+    p = add_parser("verify", help="check every hash chain in the ledger")
     p.add_argument("run", nargs="?")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("advance", help="fire due timers of running runs (until issue 3)")
+    p = add_parser("advance", help="fire due timers of running runs (until issue 3)")
     p.add_argument("run", nargs="?")
     p.set_defaults(func=cmd_advance)
 
-    p = sub.add_parser("simulate", help="run an SOP with a fake clock and scripted people")
+    p = add_parser("simulate", help="run an SOP with a fake clock and scripted people")
     p.add_argument("sop", nargs="?")
     p.add_argument("--script", required=True)
     p.add_argument("--ledger-file", help="keep the simulated ledger here (default: memory)")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("demo", help="validate the library and simulate promotion prep")
+    p = add_parser("demo", help="validate the library and simulate promotion prep")
     p.set_defaults(func=cmd_demo)
     return parser
 

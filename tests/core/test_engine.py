@@ -241,9 +241,9 @@ def test_map_respects_its_concurrency_bound_and_collects_results(make_engine: Ma
     calls = [c for c in engine.executor.calls if c[0] == "store.fulfil_order"]  # type: ignore[attr-defined]
     keys = {inputs["order_id"]: key for _uses, inputs, key in calls}
     assert 5 == len(keys)
-    assert {"note": "wave 1", "order_id": "o2"} == [
+    assert {"note": "wave 1", "order_id": "o2"} == next(
         c[1] for c in calls if c[1]["order_id"] == "o2"
-    ][0]
+    )
     assert len({c[2] for c in calls if c[1]["order_id"] == "o2"}) == 1  # retries share a key
     results = engine.load(run)[0].vars["results"]
     assert ["succeeded", "succeeded", "succeeded", "failed", "succeeded"] == [

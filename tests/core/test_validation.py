@@ -58,7 +58,8 @@ def test_all_problems_of_a_file_come_at_once() -> None:
     from storeops.yamlsource import load_yaml_text
 
     doc, problems = load_yaml_text(broken, "sops/promotion-prep.yaml")
-    assert doc is not None and not problems
+    assert doc is not None
+    assert not problems
     roster, _ = load_roster(ROOT / "sops" / "team.yaml")
     checker = Checker(roster=roster, templates=TemplateLibrary(ROOT / "templates"))
     loaded, found = checker.load_doc(doc, stem="promotion-prep")
@@ -143,7 +144,8 @@ def test_hostile_input_gets_one_clear_line_quickly(tmp_path: Path) -> None:
         assert loaded is None, name
         assert [code] == [p.code for p in problems], (name, [str(p) for p in problems])
         line = str(problems[0])
-        assert "\n" not in line and line.startswith(str(path)), line
+        assert "\n" not in line, line
+        assert line.startswith(str(path)), line
         assert elapsed < 5.0, (name, elapsed)  # the hard limit, not a speed claim
 
 
@@ -165,7 +167,8 @@ def test_positions_survive_the_fast_loader(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text("id: p\nstates:\n  first:\n    type: task\n    next: x\n", encoding="utf-8")
     doc, problems = load_yaml(path)
-    assert doc is not None and not problems
+    assert doc is not None
+    assert not problems
     assert (3, 3) == doc.keys[("states", "first")]
     assert (5, 11) == doc.values[("states", "first", "next")]
 
