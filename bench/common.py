@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 #: Every measurement is repeated this many times after one warm-up; medians are reported.
 REPEATS = 5
+#: Fewest repeats kept when a comparison runs past its time budget (shown as n=… per row).
+MIN_REPEATS = 3
 
 clock = time.perf_counter
 
@@ -62,9 +64,17 @@ def latencies(op: Callable[[int], object], *, seconds: float, max_calls: int) ->
 
 
 def interleaved(
-    cases: Mapping[str, Callable[[], float]], *, repeats: int = REPEATS, warmup: int = 1
+    cases: Mapping[str, Callable[[], float]],
+    *,
+    repeats: int = REPEATS,
+    warmup: int = 1,
+    budget: float = 30.0,
 ) -> dict[str, list[float]]:
     """Run each case `warmup` times unrecorded, then `repeats` rounds of every case in turn.
+
+    Stops early, after at least MIN_REPEATS rounds, once `budget` seconds have passed, so
+    a loaded machine cannot stretch the run without bound; rows show how many samples
+    they hold.
 
     Interleaving the alternatives (A, B, A, B, …) spreads drift of the machine (other
     processes, CPU frequency) over all of them instead of penalising whichever ran last.
@@ -76,10 +86,13 @@ def interleaved(
             gc.collect()
             case()
     samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeats):
+    started = clock()
+    for done in range(1, repeats + 1):
         for name, case in cases.items():
             gc.collect()
             samples[name].append(case())
+        if done >= MIN_REPEATS and clock() - started > budget:
+            break
     return samples
 
 
@@ -124,10 +137,16 @@ class Target:
     def passed(self) -> bool:
         return self.value >= self.goal if self.higher_is_better else self.value <= self.goal
 
-    def line(self) -> str:
-        verdict = "PASS" if self.passed else "MISS"
+    @property
+    def verdict(self) -> str:
+        return "PASS" if self.passed else "MISS"
+
+    def figure(self) -> str:
         op = "≥" if self.higher_is_better else "≤"
-        return f"{verdict}  {self.what}: {fmt(self.value)} {self.unit} (target {op} {fmt(self.goal)})"
+        return f"{self.what}: {fmt(self.value)} {self.unit} (target {op} {fmt(self.goal)})"
+
+    def line(self) -> str:
+        return f"{self.verdict}  {self.figure()}"
 
 
 @dataclass
@@ -192,7 +211,7 @@ def render_markdown(section: Section) -> str:
         lines += ["", "| ratio (same run) | value |", "|---|---:|"]
         lines += [f"| {label} | {value:.2f}× |" for label, value in section.ratios]
     if section.targets:
-        lines += [""] + [f"- **{t.line()[:4]}** {t.line()[6:]}" for t in section.targets]
+        lines += [""] + [f"- **{t.verdict}** {t.figure()}" for t in section.targets]
     if section.notes:
         lines += [""] + [f"- {n}" for n in section.notes]
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from storeops.machine import Event, Run
 from storeops.spec import SopSpec
 
 GUARD = "params.n > 0"
-SECONDS = 0.2  # per sample
+SECONDS = 0.15  # per sample
 MAX_CALLS = 200_000  # per sample, a bound in case a library is far faster than expected
 CHUNK = 100  # outside events (storeops) or triggers (peers) per timed call
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    REPEATS,
     Section,
     Target,
     clock,
@@ -196,9 +195,8 @@ def _measure(section: Section, ours: LedgerCase, raw: RawCase) -> None:
         return case
 
     rates = interleaved({"ledger": keep("ledger", ours.single), "raw": keep("raw", raw.single)})
-    # Warm-up samples were kept too: drop them, so latencies match the rates' repeats.
     for name in single:
-        del single[name][: len(single[name]) - REPEATS]
+        del single[name][0]  # the warm-up sample, so latencies match the rates' repeats
     for name, label in (("ledger", "ledger append, 1 event"), ("raw", "raw sqlite3 INSERT, 1 row")):
         section.row(f"{label}: events/s", rates[name], "events/s")
         section.row(f"{label}: p50", [percentile(s, 50) for s in single[name]], "ms", 1000)

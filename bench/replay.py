@@ -14,12 +14,12 @@ from typing import Any
 from bench.common import REPEATS, Section, Target, clock, duration, interleaved, rate
 from storeops.durations import iso_to_us, us_to_iso
 from storeops.expressions import Expressions
-from storeops.machine import AssignTask, Event, RunAction, Run
+from storeops.machine import AssignTask, Event, Run, RunAction
 from storeops.spec import SopSpec
 
 HISTORY = 200_000  # events recorded
 RECORD_SECONDS = 15.0  # bound on recording, should the engine be far slower than expected
-LIVE_SECONDS = 0.3  # per live-driving sample
+LIVE_SECONDS = 0.2  # per live-driving sample
 
 _HUMAN = {
     "title": {"zh-CN": "核对", "en": "Check"},
@@ -53,7 +53,9 @@ def mixed_sop() -> SopSpec:
         "s2": _action("store.get_product", "s3", {"sku": "{{ params.sku }}"}, "product"),
         "s3": _choice("vars.product.stock > 0", "s4"),
         "s4": _action(
-            "store.set_price", "s5", {"sku": "{{ params.sku }}", "price": "{{ vars.product.price }}"}
+            "store.set_price",
+            "s5",
+            {"sku": "{{ params.sku }}", "price": "{{ vars.product.price }}"},
         ),
         "s5": {
             "type": "task",
@@ -133,11 +135,18 @@ class MixedDriver:
             ref = {"step": effect.step, "visit": effect.visit}
             if isinstance(effect, AssignTask):
                 outside = [
-                    Event("task.assigned", now, {**ref, "role": effect.role, "candidates": ["ann"]}),
+                    Event(
+                        "task.assigned", now, {**ref, "role": effect.role, "candidates": ["ann"]}
+                    ),
                     Event(
                         "task.completed",
                         now,
-                        {**ref, "actor": "ann", "role": effect.role, "fields": _FIELDS[effect.step]},
+                        {
+                            **ref,
+                            "actor": "ann",
+                            "role": effect.role,
+                            "fields": _FIELDS[effect.step],
+                        },
                     ),
                 ]
             elif isinstance(effect, RunAction):

@@ -7,6 +7,7 @@ in one clear line and exit 1 (problems) or 2 (usage); a traceback means a bug in
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -257,11 +258,44 @@ def _store_evidence(
 def _checklist(items: Sequence[str] | None) -> dict[int, str]:
     result: dict[int, str] = {}
     for item in items or []:
+        if item.strip() == "all":
+            result[0] = "done"
+            continue
         number, sep, answer = item.partition("=")
         if not number.strip().isdigit():
-            raise ConfigError(f"--check {item!r} must be N or N=n/a: reason")
+            raise ConfigError(f"--check {item!r} must be N, all, or N='n/a: reason'")
         result[int(number)] = answer.strip() if sep else "done"
     return result
+
+
+def cmd_task(args: argparse.Namespace, cfg: Settings) -> int:
+    engine = cfg.engine()
+    locale = engine.roster.locale_of(args.as_) if args.as_ else cfg.locale
+    task = engine.describe_task(args.run, args.step, locale)
+    if args.format == "json":
+        _emit_json(task)
+        return EXIT_OK
+    print(f"{task['title']}  [{task['type']} · {'/'.join(task['roles'])}]")
+    print(f"run {task['run']} · step {task['step']} · due {(task['due_at'] or '-')[:16]}")
+    if task["instructions"]:
+        print("\n" + task["instructions"].rstrip())
+    if task["checklist"]:
+        print("\nchecklist (--check N, or --check N='n/a: reason'):")
+        for item in task["checklist"]:
+            optional = "" if item["required"] else "  (optional)"
+            print(f"  {item['number']}. {item['item']}{optional}")
+    if task["fields"]:
+        print("\nform (--field NAME=VALUE):")
+        for name, spec in task["fields"].items():
+            need = "required" if spec["required"] else "optional"
+            bounds = "".join(f" {k} {spec[k]:g}" for k in ("min", "max") if spec[k] is not None)
+            print(f"  {name}: {spec['type']}, {need}{bounds}  — {spec['title']}")
+    if task["evidence"]:
+        print("\nevidence (--evidence NAME=FILE):")
+        for item in task["evidence"]:
+            need = f"at least {max(item['min_count'], 1)}" if item["required"] else "optional"
+            print(f"  {item['name']}: {need} — {item['title']}")
+    return EXIT_OK
 
 
 def cmd_done(args: argparse.Namespace, cfg: Settings) -> int:
@@ -298,7 +332,7 @@ def cmd_runs(args: argparse.Namespace, cfg: Settings) -> int:
     engine = cfg.engine()
     runs = engine.ledger.runs(status=args.status, sop_id=args.sop)
     if args.format == "json":
-        _emit_json([r.__dict__ if hasattr(r, "__dict__") else _record(r) for r in runs])
+        _emit_json([dataclasses.asdict(r) for r in runs])
         return EXIT_OK
     if not runs:
         print("no runs")
@@ -306,10 +340,6 @@ def cmd_runs(args: argparse.Namespace, cfg: Settings) -> int:
         key = f" key={r.business_key}" if r.business_key else ""
         print(f"{r.run_id}  {r.sop_id} v{r.version}  {r.status}{key}  started {r.started_at[:19]}")
     return EXIT_OK
-
-
-def _record(r: Any) -> dict[str, Any]:
-    return {k: getattr(r, k) for k in r.__slots__}
 
 
 def cmd_show(args: argparse.Namespace, cfg: Settings) -> int:
@@ -480,13 +510,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_tasks)
 
+    p = add_parser("task", help="what a step asks for: instructions, checklist, form, evidence")
+    p.add_argument("run")
+    p.add_argument("step")
+    p.add_argument("--as", dest="as_", metavar="PERSON", help="show it in this person's language")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_task)
+
     p = add_parser("done", help="complete a step")
     p.add_argument("run")
     p.add_argument("step")
     p.add_argument("--as", dest="as_", required=True, metavar="PERSON")
     p.add_argument("--field", "-f", action="append", metavar="K=V")
     p.add_argument("--evidence", "-e", action="append", metavar="[NAME=]FILE")
-    p.add_argument("--check", "-c", action="append", metavar="N[=n/a: reason]")
+    p.add_argument(
+        "--check", "-c", action="append", metavar="N[=n/a: reason]", help="tick item N, or all"
+    )
     p.add_argument("--note")
     p.set_defaults(func=cmd_done)
 

@@ -201,6 +201,7 @@ class Run:
         self.vars: dict[str, Any] = {}
         self.steps: dict[str, dict[str, Any]] = {}
         self.business_key: str | None = None
+        self.def_hash = ""
         self.output: dict[str, Any] = {}
         self.error: dict[str, Any] | None = None
         self.tokens: dict[str, Token] = {}
@@ -236,6 +237,7 @@ class Run:
         self.started_at = event.at
         self.params = dict(data.get("params", {}))
         self.business_key = data.get("key")
+        self.def_hash = str(data.get("def_hash", ""))
         self.run_id = data.get("run", self.run_id)
         self.namespace = {
             "params": self.params,

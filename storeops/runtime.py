@@ -18,6 +18,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from jinja2 import TemplateError
+
 from storeops import machine as m
 from storeops import spec as s
 from storeops.durations import iso_to_us, parse_duration, us_to_iso
@@ -31,6 +33,7 @@ from storeops.errors import (
     RunError,
     RunNotFoundError,
     StepNotActiveError,
+    StoreopsError,
 )
 from storeops.expressions import Expressions
 from storeops.ledger import (
@@ -43,7 +46,7 @@ from storeops.ledger import (
 from storeops.ledger import RunNotFoundError as LedgerRunNotFound
 from storeops.loader import Checker, LoadedSop, from_bundle
 from storeops.roster import Roster
-from storeops.templates import TemplateLibrary
+from storeops.templates import Rendered, TemplateLibrary
 
 Clock = Callable[[], int]
 
@@ -314,8 +317,12 @@ class Engine:
             head = self._append(run_id, [outcome], head)
             events.append(outcome)
         elif isinstance(effect, m.SendNotification):
-            data = self._notify(run, effect)
-            events.append(m.Event("notification.sent", now, {**ref, **data}))
+            try:
+                data = self._notify(run, effect)
+                events.append(m.Event("notification.sent", now, {**ref, **data}))
+            except (TemplateError, StoreopsError, OSError) as exc:
+                failed = {**ref, "error": type(exc).__name__, "message": str(exc)[:500]}
+                events.append(m.Event("notification.failed", now, failed))
             head = self._append(run_id, events, head)
         elif isinstance(effect, m.StartCall):
             child = self._start_child(run_id, effect)
@@ -405,7 +412,7 @@ class Engine:
         for person in people:
             locale = self.roster.locale_of(person)
             if effect.template:
-                rendered = self.templates.render(effect.template, locale, effect.context)
+                rendered = self.render_template(run, effect.template, locale, effect.context)
                 text, template_digest = rendered.text, rendered.source_digest
             else:
                 text = s.localize(effect.message, locale)
@@ -425,6 +432,70 @@ class Engine:
             data["template"] = effect.template
             data["template_digest"] = template_digest
         return data
+
+    def render_template(
+        self, run: m.Run, name: str, locale: str, context: dict[str, Any]
+    ) -> Rendered:
+        """Render a template as the run pinned it when it started."""
+        pinned = self.definition(run.def_hash).templates.get(name) if run.def_hash else None
+        if pinned:
+            return self.templates.render_pinned(pinned, name, locale, context)
+        return self.templates.render(name, locale, context)
+
+    def describe_task(self, run_id: str, step: str, locale: str) -> dict[str, Any]:
+        """Everything a person needs to do a step: instructions, checklist, form, evidence."""
+        run, _head, _stored = self.load(run_id)
+        token = run.token(step)
+        if token is None or token.kind not in ("task", "approval"):
+            open_steps = ", ".join(t.step for t in run.active_tasks()) or "none"
+            raise StepNotActiveError(
+                f"step {step!r} is not waiting for anyone in run {run_id}; open steps: {open_steps}"
+            )
+        state = run.states[token.state]
+        context = dict(run.scopes[token.scope].namespace)
+        instructions = ""
+        if isinstance(state.instructions, s.Template):
+            name = state.instructions.template
+            instructions = self.render_template(run, name, locale, context).text
+        elif state.instructions is not None:
+            instructions = s.localize(state.instructions, locale)
+        due = token.entered_at + int(state.due * 1e6) if state.due else None
+        return {
+            "run": run_id,
+            "step": step,
+            "type": token.kind,
+            "title": s.localize(state.title, locale),
+            "roles": list(token.roles),
+            "candidates": list(token.candidates),
+            "assigned_at": us_to_iso(token.entered_at),
+            "due_at": us_to_iso(due) if due else None,
+            "instructions": instructions,
+            "checklist": [
+                {"number": i, "item": s.localize(c.item, locale), "required": c.required}
+                for i, c in enumerate(state.checklist, start=1)
+            ],
+            "fields": {
+                name: {
+                    "type": f.type,
+                    "title": s.localize(f.title, locale) or name,
+                    "required": f.required,
+                    "min": f.min,
+                    "max": f.max,
+                    "values": f.values,
+                }
+                for name, f in state.fields.items()
+            },
+            "evidence": [
+                {
+                    "name": e.name,
+                    "title": s.localize(e.title, locale) or e.name,
+                    "required": e.required,
+                    "min_count": e.min_count,
+                }
+                for e in state.evidence
+            ],
+            "approvals": {"needed": getattr(state, "approvals", 1), "given": list(token.approvals)},
+        }
 
     def _finish_parent(self, run_id: str, run: m.Run) -> None:
         record = self.ledger.get_run(run_id)
@@ -677,10 +748,16 @@ def validate_fields(state: Any, given: Mapping[str, Any], step: str) -> dict[str
 
 
 def validate_checklist(state: Any, given: Mapping[int, str], step: str) -> dict[str, str]:
-    """Checklist answers by 1-based item number: 'done' or 'n/a: reason'."""
+    """Checklist answers by 1-based item number: 'done' or 'n/a: reason'; 0 ticks all."""
     result: dict[str, str] = {}
-    for number, item in enumerate(state.checklist, start=1):
-        answer = given.get(number, "done" if not given else None)
+    items = state.checklist
+    unknown = [n for n in given if n != 0 and not 1 <= n <= len(items)]
+    if unknown:
+        raise InvalidInputError(
+            f"step {step!r} has {len(items)} checklist item(s); there is no item {unknown[0]}"
+        )
+    for number, item in enumerate(items, start=1):
+        answer = given.get(number, given.get(0))
         if answer is None:
             if item.required:
                 raise InvalidInputError(

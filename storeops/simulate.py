@@ -12,9 +12,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError
 
 from storeops import spec as s
 from storeops.diagnostics import Diagnostic
@@ -37,6 +37,10 @@ class Outcome(s.Model):
     retry_after: float | None = None
 
 
+def _all_ticked(value: Any) -> Any:
+    return {0: "done"} if value == "all" else value
+
+
 class StepScript(s.Model):
     after: s.Duration = 0.0
     as_: str = Field(alias="as")
@@ -45,7 +49,9 @@ class StepScript(s.Model):
     reason: str | None = None
     fields: dict[str, Any] = Field(default_factory=dict)
     evidence: dict[str, list[str]] = Field(default_factory=dict)
-    checklist: dict[int, str] = Field(default_factory=dict)
+    checklist: Annotated[dict[int, str], BeforeValidator(_all_ticked)] = Field(
+        default_factory=dict, description="item number -> done | n/a: reason; or `all`"
+    )
     note: str | None = None
     expect_error: str | None = Field(
         default=None, description="the completion must be refused with this error class"

@@ -83,6 +83,19 @@ class TemplateLibrary:
                 )
         return found
 
+    def render_pinned(
+        self, sources: dict[str, str], name: str, locale: str, context: dict[str, Any]
+    ) -> Rendered:
+        """Render the source a run pinned (by locale), not whatever the file says today."""
+        use = locale if locale in sources else next(iter(sources))
+        key = (f"pinned:{_digest(sources[use])}", use)
+        template = self._compiled.get(key)
+        if template is None:
+            template = self._envs[use].from_string(sources[use])
+            self._compiled[key] = template
+        text = template.render(context)
+        return Rendered(text, name, use, _digest(sources[use]), _digest(text))
+
     def render(self, name: str, locale: str, context: dict[str, Any]) -> Rendered:
         present = self.locales_of(name)
         use = locale if locale in present else (present[0] if present else locale)

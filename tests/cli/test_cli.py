@@ -66,6 +66,8 @@ def test_start_done_reject_show_verify(tmp_path: Path) -> None:
         "price=39.9",
         "--note",
         "first draft",
+        "--check",
+        "all",
     )
     wrong = cli(tmp_path, *FIXTURE_ARGS, "done", run, "approve", "--as", "dee", check=False)
     assert 1 == wrong.returncode
@@ -96,6 +98,8 @@ def test_tampering_is_detected_by_verify(tmp_path: Path) -> None:
         "title=t",
         "--field",
         "price=1",
+        "-c",
+        "all",
     )
     db = tmp_path / "ledger.db"
     with sqlite3.connect(db) as conn:
@@ -128,6 +132,8 @@ def test_two_processes_completing_one_step_record_one_winner(tmp_path: Path) -> 
             "title=t",
             "-f",
             "price=1",
+            "-c",
+            "all",
         ]
         script = (
             "import time, sys; from storeops.cli import main; "
@@ -213,7 +219,7 @@ def test_simulate_reports_a_failing_expectation(tmp_path: Path) -> None:
     script = tmp_path / "bad.scenario.yaml"
     script.write_text(
         "sop: approvals\nas: ann\nsteps:\n  - {after: 1h, as: dee, done: draft, "
-        "fields: {title: t, price: 1}}\nexpect: {status: succeeded}\n",
+        "fields: {title: t, price: 1}, checklist: all}\nexpect: {status: succeeded}\n",
         encoding="utf-8",
     )
     result = cli(tmp_path, *FIXTURE_ARGS, "simulate", "--script", str(script), check=False)

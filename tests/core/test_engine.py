@@ -25,6 +25,7 @@ from storeops.runtime import Engine
 from tests.conftest import HOUR, MINUTE, T0, VALID
 
 Make = Callable[..., Engine]
+ALL = {0: "done"}  # tick every checklist item
 
 
 def types(engine: Engine, run_id: str) -> list[str]:
@@ -75,7 +76,7 @@ def test_four_eyes_n_of_m_and_reject_loop(make_engine: Make) -> None:
         engine.complete(run, "approve", actor="fay", reject=True, reason=" ")
     engine.complete(run, "approve", actor="fay", reject=True, reason="price too low")
     assert ["draft"] == open_steps(engine, run)  # a rejection goes back to the draft
-    engine.complete(run, "draft", actor="cai", fields=draft)
+    engine.complete(run, "draft", actor="cai", fields=draft, checklist=ALL)
     engine.complete(run, "approve", actor="ann")
     engine.complete(run, "approve", actor="bo")  # bo did not draft this time
     assert "succeeded" == status(engine, run)
@@ -91,13 +92,19 @@ def test_form_checklist_and_evidence_are_checked(make_engine: Make) -> None:
     engine = make_engine()
     run = engine.start("approvals", {}, actor="ann")
     with pytest.raises(InvalidInputError, match="needs price"):
-        engine.complete(run, "draft", actor="bo", fields={"title": "x"})
+        engine.complete(run, "draft", actor="bo", fields={"title": "x"}, checklist=ALL)
     with pytest.raises(InvalidInputError, match="expected a number"):
-        engine.complete(run, "draft", actor="bo", fields={"title": "x", "price": "cheap"})
+        engine.complete(
+            run, "draft", actor="bo", fields={"title": "x", "price": "cheap"}, checklist=ALL
+        )
     with pytest.raises(InvalidInputError, match="below the minimum"):
-        engine.complete(run, "draft", actor="bo", fields={"title": "x", "price": "0"})
+        engine.complete(
+            run, "draft", actor="bo", fields={"title": "x", "price": "0"}, checklist=ALL
+        )
     with pytest.raises(InvalidInputError, match="no field 'colour'"):
-        engine.complete(run, "draft", actor="bo", fields={"title": "x", "price": 1, "colour": 2})
+        engine.complete(
+            run, "draft", actor="bo", fields={"title": "x", "price": 1, "colour": 2}, checklist=ALL
+        )
     with pytest.raises(InvalidInputError, match="checklist item 2"):
         engine.complete(
             run, "draft", actor="bo", fields={"title": "x", "price": 1}, checklist={1: "done"}
@@ -111,7 +118,7 @@ def test_form_checklist_and_evidence_are_checked(make_engine: Make) -> None:
             checklist={1: "done", 2: "n/a"},
         )
     with pytest.raises(NotAllowedError, match="needs role clerk"):
-        engine.complete(run, "draft", actor="dee", fields={"title": "x", "price": 1})
+        engine.complete(run, "draft", actor="dee", fields={"title": "x", "price": 1}, checklist=ALL)
     with pytest.raises(StepNotActiveError, match="open steps: draft"):
         engine.complete(run, "approve", actor="ann")
     engine.complete(
@@ -131,7 +138,7 @@ def test_refusals_are_recorded_in_the_ledger(make_engine: Make) -> None:
     engine = make_engine()
     run = engine.start("approvals", {}, actor="ann")
     with pytest.raises(NotAllowedError):
-        engine.complete(run, "draft", actor="dee", fields={"title": "x", "price": 1})
+        engine.complete(run, "draft", actor="dee", fields={"title": "x", "price": 1}, checklist=ALL)
     refused = events(engine, run, "task.refused")
     assert 1 == len(refused)
     assert "dee" == refused[0]["actor"]
@@ -144,7 +151,7 @@ def test_refusals_are_recorded_in_the_ledger(make_engine: Make) -> None:
 def test_reminders_escalation_and_timeout_goto_fire_on_time(make_engine: Make) -> None:
     engine = make_engine()
     run = engine.start("approvals", {}, actor="ann")
-    engine.complete(run, "draft", actor="cai", fields={"title": "t", "price": 2})
+    engine.complete(run, "draft", actor="cai", fields={"title": "t", "price": 2}, checklist=ALL)
     entered = T0
     tick(engine, run, 10 * HOUR)
     reminded = [e for e in engine.ledger.events(run) if e.type == "task.reminded"]
@@ -166,7 +173,7 @@ def test_reminders_escalation_and_timeout_goto_fire_on_time(make_engine: Make) -
 def test_escalation_lets_the_escalated_role_act(make_engine: Make) -> None:
     engine = make_engine()
     run = engine.start("approvals", {}, actor="ann")
-    engine.complete(run, "draft", actor="bo", fields={"title": "t", "price": 2})
+    engine.complete(run, "draft", actor="bo", fields={"title": "t", "price": 2}, checklist=ALL)
     with pytest.raises(NotAllowedError):
         engine.complete(run, "approve", actor="cai")
     tick(engine, run, 3 * HOUR)
@@ -383,7 +390,7 @@ def test_runs_replay_against_the_definition_they_started_with(
         encoding="utf-8",
     )
     engine._definitions.clear()  # force a reload from the ledger's stored bundle
-    engine.complete(run, "draft", actor="cai", fields={"title": "t", "price": 2})
+    engine.complete(run, "draft", actor="cai", fields={"title": "t", "price": 2}, checklist=ALL)
     engine.complete(run, "approve", actor="ann")
     assert ["approve"] == open_steps(engine, run)  # still needs two: pinned to v2
     assert 2 == engine.load(run)[0].sop.version
@@ -397,4 +404,4 @@ def test_unknown_person_and_bad_params_are_clear(make_engine: Make) -> None:
         engine.start("order-wave-mini", {}, actor="ann")
     run = engine.start("approvals", {}, actor="ann")
     with pytest.raises(NotAllowedError, match="not in the roster"):
-        engine.complete(run, "draft", actor="mallory")
+        engine.complete(run, "draft", actor="mallory", checklist=ALL)
