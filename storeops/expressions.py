@@ -25,8 +25,24 @@ from storeops.errors import ExpressionError
 _WHOLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
 
 
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, with one change: `a.b` on a mapping reads the key `b` first.
+
+    SOP data are JSON-like mappings; `params.items` must be the parameter named items,
+    not the dict method (Jinja2's default looks for an attribute first).
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping):
+            try:
+                return obj[attribute]
+            except (KeyError, TypeError):
+                pass
+        return super().getattr(obj, attribute)
+
+
 def make_environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    env = _Sandbox(undefined=StrictUndefined, autoescape=False)
     env.filters["days"] = lambda seconds: float(seconds) / 86400.0
     return env
 
@@ -37,10 +53,23 @@ class Compiled:
     template: Any
     names: frozenset[str]
     attributes: list[tuple[str, str]] = field(default_factory=list)
+    fast: Any = None
     _context: Context | None = None
     _namespace_id: int = 0
 
     def evaluate(self, namespace: Mapping[str, Any]) -> Any:
+        if self.fast is not None:
+            try:
+                return self.fast(namespace)
+            except ExpressionError:
+                raise
+            except (TypeError, ValueError, ZeroDivisionError, KeyError, AttributeError) as exc:
+                raise ExpressionError(self.source, f"{type(exc).__name__}: {exc}") from exc
+            except SecurityError as exc:
+                raise ExpressionError(self.source, f"not allowed in the sandbox: {exc}") from exc
+        return self._evaluate_jinja(namespace)
+
+    def _evaluate_jinja(self, namespace: Mapping[str, Any]) -> Any:
         ctx = self._context
         if ctx is None or self._namespace_id != id(namespace) or ctx.parent is not namespace:
             ctx = self.template.new_context(namespace, shared=True)
@@ -84,6 +113,7 @@ class Expressions:
             template=template,
             names=frozenset(meta.find_undeclared_variables(tree)),
             attributes=_attributes(tree),
+            fast=_fast(tree, self.env, source),
         )
         self._cache[source] = compiled
         return compiled
@@ -136,6 +166,123 @@ def _as_concat(text: str) -> str:
     if rest:
         parts.append(repr(rest))
     return " ~ ".join(parts) if parts else "''"
+
+
+# ---------------------------------------------------------------- the fast path
+#
+# Most guards are simple (`params.n > 0 and vars.stock.low_count == 0`). For those, the
+# parsed Jinja2 tree is translated to one Python lambda; everything else keeps Jinja2's
+# own evaluation. The translation emits only the node kinds listed below, reads names
+# and attributes through the same sandbox (`env.getattr`), keeps every constant in a
+# table (no literal is ever re-parsed), and raises on undefined names like StrictUndefined.
+
+_COMPARE = {
+    "eq": "==",
+    "ne": "!=",
+    "gt": ">",
+    "gteq": ">=",
+    "lt": "<",
+    "lteq": "<=",
+    "in": "in",
+    "notin": "not in",
+}
+_BINARY = {
+    nodes.Add: "+",
+    nodes.Sub: "-",
+    nodes.Div: "/",
+    nodes.FloorDiv: "//",
+    nodes.Mod: "%",
+}
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def _fast(tree: nodes.Template, env: Any, source: str) -> Any:
+    """A Python function equal to the expression, or None when it needs full Jinja2."""
+    body = tree.body
+    if len(body) != 1 or not isinstance(body[0], nodes.Assign):
+        return None
+    consts: list[Any] = []
+    try:
+        code = _emit(body[0].node, consts)
+    except _Unsupported:
+        return None
+
+    def undefined(name: str) -> Any:
+        raise ExpressionError(source, f"{name!r} is undefined")
+
+    def lookup(namespace: Mapping[str, Any], name: str) -> Any:
+        try:
+            return namespace[name]
+        except KeyError:
+            return undefined(name)
+
+    def attr(obj: Any, name: str) -> Any:
+        if type(obj) is dict:
+            try:
+                return obj[name]
+            except KeyError:
+                pass
+        found = env.getattr(obj, name)
+        if isinstance(found, StrictUndefined):
+            return undefined(name)
+        return found
+
+    def item(obj: Any, key: Any) -> Any:
+        found = env.getitem(obj, key)
+        if isinstance(found, StrictUndefined):
+            return undefined(str(key))
+        return found
+
+    scope = {"_l": lookup, "_a": attr, "_i": item, "_c": consts, "__builtins__": {}}
+    # The code is built only from the node whitelist in _emit; no input text is re-parsed.
+    return eval(f"lambda _ns: {code}", scope)
+
+
+def _emit(node: nodes.Node, consts: list[Any]) -> str:
+    if isinstance(node, nodes.Const):
+        consts.append(node.value)
+        return f"_c[{len(consts) - 1}]"
+    if isinstance(node, nodes.Name):
+        if not node.name.isidentifier():
+            raise _Unsupported
+        consts.append(node.name)
+        return f"_l(_ns, _c[{len(consts) - 1}])"
+    if isinstance(node, nodes.Getattr):
+        consts.append(node.attr)
+        index = len(consts) - 1
+        return f"_a({_emit(node.node, consts)}, _c[{index}])"
+    if isinstance(node, nodes.Getitem):
+        if isinstance(node.arg, nodes.Slice):
+            raise _Unsupported
+        return f"_i({_emit(node.node, consts)}, {_emit(node.arg, consts)})"
+    if isinstance(node, nodes.Compare):
+        parts = [_emit(node.expr, consts)]
+        for operand in node.ops:
+            if operand.op not in _COMPARE:
+                raise _Unsupported
+            parts.append(f"{_COMPARE[operand.op]} {_emit(operand.expr, consts)}")
+        return "(" + " ".join(parts) + ")"
+    if isinstance(node, nodes.And):
+        return f"({_emit(node.left, consts)} and {_emit(node.right, consts)})"
+    if isinstance(node, nodes.Or):
+        return f"({_emit(node.left, consts)} or {_emit(node.right, consts)})"
+    if isinstance(node, nodes.Not):
+        return f"(not {_emit(node.node, consts)})"
+    if isinstance(node, nodes.Neg):
+        return f"(-{_emit(node.node, consts)})"
+    if isinstance(node, nodes.BinExpr) and type(node) in _BINARY:
+        left, right = _emit(node.left, consts), _emit(node.right, consts)
+        return f"({left} {_BINARY[type(node)]} {right})"
+    if isinstance(node, nodes.CondExpr) and node.expr2 is not None:
+        test, yes, no = (_emit(n, consts) for n in (node.test, node.expr1, node.expr2))
+        return f"({yes} if {test} else {no})"
+    if isinstance(node, nodes.List | nodes.Tuple):
+        inner = ", ".join(_emit(n, consts) for n in node.items)
+        return f"[{inner}]" if isinstance(node, nodes.List) else f"({inner},)"
+    raise _Unsupported
 
 
 def _attributes(tree: nodes.Template) -> list[tuple[str, str]]:

@@ -19,7 +19,7 @@ import hashlib
 import heapq
 import re
 from collections import ChainMap
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,6 +28,7 @@ from storeops.durations import iso_to_us, seconds_to_us, us_to_iso
 from storeops.errors import ExpressionError
 
 ROOT = ""
+_HUMAN = frozenset({"task", "approval"})
 _INDEX = re.compile(r"\[(\d+)\]")
 
 
@@ -51,7 +52,7 @@ class Event:
 # ---------------------------------------------------------------- effects (commands)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AssignTask:
     id: str
     step: str
@@ -60,7 +61,7 @@ class AssignTask:
     role: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RunAction:
     id: str
     step: str
@@ -72,7 +73,7 @@ class RunAction:
     idempotency_key: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendNotification:
     id: str
     step: str
@@ -83,7 +84,7 @@ class SendNotification:
     context: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StartCall:
     id: str
     step: str
@@ -93,7 +94,7 @@ class StartCall:
     params: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Remind:
     id: str
     step: str
@@ -102,7 +103,7 @@ class Remind:
     role: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Escalate:
     id: str
     step: str
@@ -116,38 +117,51 @@ Effect = AssignTask | RunAction | SendNotification | StartCall | Remind | Escala
 # ---------------------------------------------------------------- run state
 
 
-@dataclass(slots=True)
 class Token:
-    """The one current state of a scope (a scope is sequential)."""
+    """The one current state of a scope (a scope is sequential).
 
-    scope: str
-    state: str
-    visit: int
-    step: str
-    entered_at: int
-    kind: str
+    A plain class with class-level defaults: entering a state is the hot path, and only
+    the attributes a state type uses are ever set on an instance.
+    """
+
     # human steps
-    assigned: bool = False
+    assigned = False
     candidates: tuple[str, ...] = ()
     roles: tuple[str, ...] = ()
-    approvals: dict[str, int] = field(default_factory=dict)
-    rejections: dict[str, str] = field(default_factory=dict)
-    reminders: int = 0
-    escalated: bool = False
-    overdue: bool = False
+    approvals: dict[str, int] = {}  # noqa: RUF012 - replaced per instance before any write
+    rejections: dict[str, str] = {}  # noqa: RUF012 - replaced per instance before any write
+    reminders = 0
+    escalated = False
+    overdue = False
     claimed_by: str | None = None
     # actions, notifications, calls
-    attempt: int = 0
+    attempt = 0
     in_flight: dict[str, Any] | None = None
-    in_flight_at: int = 0
+    in_flight_at = 0
     retry_at: int | None = None
     result: Any = None
     error: dict[str, Any] | None = None
     child_run: str | None = None
-    # decided outcome waiting for its transition: a field name such as "next"
-    outcome: str | None = None
     # waits
     until: int | None = None
+    # effect ids outstanding for this token (dropped when it leaves)
+    effects: list[str] | None = None
+    action_effect: str | None = None
+
+    def __init__(
+        self, scope: str, state: str, visit: int, step: str, entered_at: int, kind: str
+    ) -> None:
+        self.scope = scope
+        self.state = state
+        self.visit = visit
+        self.step = step
+        self.entered_at = entered_at
+        self.kind = kind
+        # a decided outcome waiting for its transition: a field name such as "next"
+        self.outcome: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Token({self.step!r}, visit={self.visit}, kind={self.kind!r})"
 
 
 @dataclass(slots=True)
@@ -194,6 +208,11 @@ class Run:
         self.evaluator = evaluator
         self.run_id = run_id
         self.states: dict[str, Any] = s.all_states(sop)
+        self._timeout_us = {
+            sid: seconds_to_us(st.timeout)
+            for sid, st in self.states.items()
+            if isinstance(st, s.ActionState)
+        }
         self.status = "new"
         self.started_at = 0
         self.finished_at: int | None = None
@@ -216,6 +235,19 @@ class Run:
         self.events_applied = 0
         self.namespace: dict[str, Any] = {}
         self.root_entered = False
+        self._deciders: dict[str, Callable[[Token, Any, int, list[Event]], None]] = {
+            "task": self._decide_human,
+            "approval": self._decide_human,
+            "action": self._decide_action,
+            "choice": self._decide_choice,
+            "succeed": self._decide_end,
+            "fail": self._decide_end,
+            "parallel": self._decide_parallel,
+            "map": self._decide_map,
+            "wait": self._decide_wait,
+            "notify": self._decide_notify,
+            "call": self._decide_call,
+        }
 
     # ------------------------------------------------------------ fold
 
@@ -260,21 +292,18 @@ class Run:
         old = self.tokens.get(scope_key)
         if old is not None:
             self._leave(old)
-        visit = self.visits.get((scope_key, state_id), 0) + 1
-        self.visits[(scope_key, state_id)] = visit
+        key = (scope_key, state_id)
+        visit = self.visits.get(key, 0) + 1
+        self.visits[key] = visit
         state = self.states[state_id]
-        token = Token(
-            scope=scope_key,
-            state=state_id,
-            visit=visit,
-            step=_step_key(scope_key, state_id),
-            entered_at=event.at,
-            kind=state.type,
-        )
+        step = state_id if "[" not in scope_key else _step_key(scope_key, state_id)
+        token = Token(scope_key, state_id, visit, step, event.at, state.type)
         self.tokens[scope_key] = token
-        self.by_step[token.step] = scope_key
-        if s.is_human(state):
+        self.by_step[step] = scope_key
+        if token.kind in _HUMAN:
             token.roles = (state.role,)
+            token.approvals = {}
+            token.rejections = {}
             self._arm_human(token, state)
         self.agenda[scope_key] = None
 
@@ -306,8 +335,17 @@ class Run:
 
     def _leave(self, token: Token) -> None:
         self.by_step.pop(token.step, None)
-        for effect_id in [k for k, e in self.outstanding.items() if e.step == token.step]:
-            del self.outstanding[effect_id]
+        if token.effects:
+            outstanding = self.outstanding
+            for effect_id in token.effects:
+                outstanding.pop(effect_id, None)
+
+    def _add_effect(self, token: Token, effect: Effect) -> None:
+        self.outstanding[effect.id] = effect
+        if token.effects is None:
+            token.effects = [effect.id]
+        else:
+            token.effects.append(effect.id)
 
     def _arm_human(self, token: Token, state: Any) -> None:
         at = token.entered_at
@@ -433,8 +471,8 @@ class Run:
         token = self._token_for(event.data)
         if token is None:
             return
-        token.attempt = int(event.data["attempt"])
-        token.in_flight = dict(event.data)
+        token.attempt = event.data["attempt"]
+        token.in_flight = event.data
         token.in_flight_at = event.at
         token.retry_at = None
 
@@ -472,7 +510,10 @@ class Run:
 
     def _settle(self, token: Token, prefix: str, attempt: int) -> None:
         token.in_flight = None
-        self.outstanding.pop(f"{prefix}:{token.step}:{token.visit}:{attempt}", None)
+        effect_id = token.action_effect
+        if effect_id is None or not effect_id.endswith(f":{attempt}"):
+            effect_id = f"{prefix}:{token.step}:{token.visit}:{attempt}"
+        self.outstanding.pop(effect_id, None)
 
     def _on_notification_done(self, event: Event) -> None:
         token = self._token_for(event.data)
@@ -594,20 +635,26 @@ class Run:
             return out
         if not self.root_entered:
             self._enter(out, now, ROOT, self.sop.start)
-        self._fire_timers(now, out)
-        guard = 0
-        while self.agenda and self.status == "running":
-            scope_key = next(iter(self.agenda))
-            del self.agenda[scope_key]
-            token = self.tokens.get(scope_key)
+        if self.timers and self.timers[0][0] <= now:
+            self._fire_timers(now, out)
+        agenda = self.agenda
+        tokens = self.tokens
+        deciders = self._deciders
+        states = self.states
+        for _guard in range(1_000_000):
+            if not agenda:
+                if self.timers and self.timers[0][0] <= now:
+                    self._fire_timers(now, out)
+                    continue
+                return out
+            if self.status != "running":
+                return out
+            scope_key = next(iter(agenda))
+            del agenda[scope_key]
+            token = tokens.get(scope_key)
             if token is not None:
-                self._decide(token, now, out)
-            guard += 1
-            if guard > 1_000_000:  # pragma: no cover - a bug, never a user's input
-                raise RuntimeError(f"{self.sop.id}: no progress after 1,000,000 decisions")
-            if not self.agenda:
-                self._fire_timers(now, out)
-        return out
+                deciders[token.kind](token, states[token.state], now, out)
+        raise RuntimeError(f"{self.sop.id}: no progress after 1,000,000 decisions")
 
     def _emit(self, out: list[Event], type_: str, at: int, data: dict[str, Any]) -> None:
         event = Event(type_, at, data)
@@ -637,13 +684,13 @@ class Run:
                     continue  # superseded: a later reminder was already recorded
                 number = token.reminders + 1
                 effect_id = f"remind:{token.step}:{token.visit}:{number}"
-                self.outstanding[effect_id] = Remind(
-                    effect_id, token.step, token.visit, number, state.role
+                self._add_effect(
+                    token, Remind(effect_id, token.step, token.visit, number, state.role)
                 )
             elif kind == "escalate" and not token.escalated:
                 effect_id = f"escalate:{token.step}:{token.visit}"
-                self.outstanding[effect_id] = Escalate(
-                    effect_id, token.step, token.visit, state.escalate.to
+                self._add_effect(
+                    token, Escalate(effect_id, token.step, token.visit, state.escalate.to)
                 )
             elif kind == "overdue" and not token.overdue:
                 self._emit(out, "task.overdue", now, {**ref, "due_at": due})
@@ -656,30 +703,14 @@ class Run:
                 token.outcome = "next"
                 self.agenda[scope_key] = None
 
-    def _decide(self, token: Token, now: int, out: list[Event]) -> None:
-        state = self.states[token.state]
-        kind = token.kind
-        if kind in ("task", "approval"):
-            self._decide_human(token, state, now, out)
-        elif kind == "action":
-            self._decide_action(token, state, now, out)
-        elif kind == "choice":
-            self._decide_choice(token, state, now, out)
-        elif kind in ("succeed", "fail"):
-            self._decide_end(token, state, now, out)
-        elif kind == "parallel":
-            self._decide_parallel(token, state, now, out)
-        elif kind == "map":
-            self._decide_map(token, state, now, out)
-        elif kind == "wait":
-            self._decide_wait(token, state, now, out)
-        elif kind == "notify":
-            self._decide_notify(token, state, now, out)
-        elif kind == "call":
-            self._decide_call(token, state, now, out)
-
     def _goto(self, token: Token, target: str, now: int, out: list[Event]) -> None:
-        self._enter(out, now, token.scope, target, **{"from": token.state})
+        """Enter `target` in the token's scope (the hot path, so applied inline)."""
+        event = Event(
+            "state.entered", now, {"scope": token.scope, "state": target, "from": token.state}
+        )
+        self._on_state_entered(event)
+        self.events_applied += 1
+        out.append(event)
 
     def _fail_scope(
         self, token: Token, error: Mapping[str, Any], now: int, out: list[Event]
@@ -694,10 +725,11 @@ class Run:
         if token.outcome is None:
             if not token.assigned:
                 effect_id = f"assign:{token.step}:{token.visit}"
-                self.outstanding.setdefault(
-                    effect_id,
-                    AssignTask(effect_id, token.step, token.visit, token.state, state.role),
-                )
+                if effect_id not in self.outstanding:
+                    self._add_effect(
+                        token,
+                        AssignTask(effect_id, token.step, token.visit, token.state, state.role),
+                    )
             return
         if token.outcome == "on_timeout":
             policy = state.on_timeout
@@ -734,6 +766,8 @@ class Run:
             return
         if token.in_flight is not None:
             inputs = token.in_flight.get("inputs", {})
+        elif not state.with_:
+            inputs = {}
         else:
             try:
                 inputs = self.evaluator.render_value(
@@ -754,15 +788,19 @@ class Run:
                     },
                 )
                 return
-        self.outstanding[effect_id] = RunAction(
-            id=effect_id,
-            step=token.step,
-            visit=token.visit,
-            attempt=attempt,
-            uses=state.uses,
-            inputs=inputs,
-            timeout_us=seconds_to_us(state.timeout),
-            idempotency_key=idempotency_key(self.run_id, token.step, token.visit),
+        token.action_effect = effect_id
+        self._add_effect(
+            token,
+            RunAction(
+                effect_id,
+                token.step,
+                token.visit,
+                attempt,
+                state.uses,
+                inputs,
+                self._timeout_us[token.state],
+                f"{self.run_id}/{token.step}/{token.visit}",  # = idempotency_key(...)
+            ),
         )
 
     def _catch(self, token: Token, state: Any, now: int, out: list[Event]) -> None:
@@ -945,14 +983,17 @@ class Run:
             return
         effect_id = f"notify:{token.step}:{token.visit}"
         if effect_id not in self.outstanding:
-            self.outstanding[effect_id] = SendNotification(
-                id=effect_id,
-                step=token.step,
-                visit=token.visit,
-                to=tuple(state.to),
-                template=state.template,
-                message=state.message,
-                context=_plain(self.scopes[token.scope].namespace),
+            self._add_effect(
+                token,
+                SendNotification(
+                    id=effect_id,
+                    step=token.step,
+                    visit=token.visit,
+                    to=tuple(state.to),
+                    template=state.template,
+                    message=state.message,
+                    context=_plain(self.scopes[token.scope].namespace),
+                ),
             )
 
     def _decide_call(self, token: Token, state: Any, now: int, out: list[Event]) -> None:
@@ -982,8 +1023,8 @@ class Run:
             token.error = {"error": "Invalid", "state": token.state, "message": str(exc)}
             self._catch(token, state, now, out)
             return
-        self.outstanding[effect_id] = StartCall(
-            effect_id, token.step, token.visit, state.sop, state.version, params
+        self._add_effect(
+            token, StartCall(effect_id, token.step, token.visit, state.sop, state.version, params)
         )
 
     # ------------------------------------------------------------ queries
@@ -1097,6 +1138,8 @@ class Run:
 
 
 def _step_key(scope: str, state: str) -> str:
+    if "[" not in scope:
+        return state
     indices = _INDEX.findall(scope)
     return state + "".join(f"[{i}]" for i in indices)
 
@@ -1119,9 +1162,12 @@ def _plain(namespace: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def idempotency_key(run_id: str, step: str, visit: int) -> str:
-    """Stable per (run, step, visit): every attempt of one action visit shares it."""
-    digest = hashlib.sha256(f"{run_id}\x1f{step}\x1f{visit}".encode()).hexdigest()
-    return f"so-{digest[:32]}"
+    """Stable per (run, step, visit): every attempt of one action visit shares it.
+
+    Readable on purpose (`RUN/STEP/VISIT`), so a store-side record leads back to the
+    ledger; connectors hash or shorten it where a platform limits the key's form.
+    """
+    return f"{run_id}/{step}/{visit}"
 
 
 def retry_delay(retry: s.Retry, run_id: str, step: str, visit: int, attempt: int) -> int:
