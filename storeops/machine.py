@@ -226,6 +226,8 @@ class Run:
         self.tokens: dict[str, Token] = {}
         self.scopes: dict[str, Scope] = {}
         self.containers: dict[str, Container] = {}
+        #: scope key -> keys of the containers (parallel/map states) opened inside it
+        self.inner: dict[str, list[str]] = {}
         self.by_step: dict[str, str] = {}
         self.visits: dict[tuple[str, str], int] = {}
         self.agenda: dict[str, None] = {}
@@ -561,11 +563,28 @@ class Run:
     def _fresh_container(self, token: Token) -> str:
         """Forget the children of an earlier visit of the same parallel/map state."""
         key = token.scope + "/" + token.state
-        for old in [k for k in self.scopes if k.startswith((key + ".", key + "["))]:
-            del self.scopes[old]
-        for old in [k for k in self.containers if k.startswith((key + ".", key + "["))]:
-            del self.containers[old]
+        old = self.containers.pop(key, None)
+        if old is not None:
+            for child in old.children:
+                for nested in self._descendants(child):
+                    self.scopes.pop(nested, None)
+                    self.containers.pop(nested, None)
+                self.scopes.pop(child, None)
+        self.inner.setdefault(token.scope, []).append(key)
         return key
+
+    def _descendants(self, scope_key: str) -> list[str]:
+        """Scopes nested anywhere inside `scope_key` (through its parallel/map states)."""
+        found: list[str] = []
+        todo = [scope_key]
+        while todo:
+            current = todo.pop()
+            for container_key in self.inner.get(current, ()):
+                container = self.containers.get(container_key)
+                if container is not None:
+                    found += container.children
+                    todo += container.children
+        return found
 
     def _on_wait_started(self, event: Event) -> None:
         token = self._token_for(event.data)
@@ -581,11 +600,12 @@ class Run:
         scope.status = event.data["status"]
         if scope.status == "failed":
             scope.error = {k: v for k, v in event.data.items() if k not in ("scope", "status")}
-        for nested in [k for k in self.scopes if k.startswith(key + "/")]:
+        for nested in self._descendants(key):
             token = self.tokens.pop(nested, None)
             if token is not None:
                 self._leave(token)
-            self.scopes[nested].status = "cancelled"
+            if nested in self.scopes:
+                self.scopes[nested].status = "cancelled"
         token = self.tokens.pop(key, None)
         if token is not None:
             self._leave(token)
