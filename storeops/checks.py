@@ -18,6 +18,7 @@ from storeops.durations import format_duration
 from storeops.operations import OPERATIONS
 
 Path_ = tuple[str | int, ...]
+_RESERVED = frozenset({"params", "vars", "steps", "run", "index"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +226,16 @@ def _check_states(sop: s.SopSpec) -> list[Finding]:
                                 at_key=True,
                             )
                         )
+            if isinstance(state, s.MapState) and state.item_as in _RESERVED:
+                found.append(
+                    Finding(
+                        "SOP136",
+                        f"map {sid!r} names its item {state.item_as!r}, which hides the "
+                        f"built-in name; choose another item_as (reserved: "
+                        f"{', '.join(sorted(_RESERVED))})",
+                        (*here, "item_as"),
+                    )
+                )
             if isinstance(state, s.NotifyState):
                 for index, target in enumerate(state.to):
                     if not target.startswith("channel:") and target not in declared:

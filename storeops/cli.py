@@ -55,10 +55,12 @@ class Settings:
 
     def roster(self) -> Any:
         from storeops.loader import load_roster
-        from storeops.roster import Roster
 
         if not self.roster_path.is_file():
-            return Roster()
+            raise ConfigError(
+                f"no roster at {self.roster_path}; give --roster FILE (or STOREOPS_ROSTER), "
+                "or create team.yaml beside the SOPs"
+            )
         roster, problems = load_roster(self.roster_path)
         if roster is None:
             raise DefinitionError(problems)
@@ -69,6 +71,8 @@ class Settings:
         from storeops.runtime import BuiltinExecutor, Engine
         from storeops.templates import TemplateLibrary
 
+        if not self.sops.is_dir():
+            raise ConfigError(f"no SOP library at {self.sops}; give --sops DIR (or STOREOPS_SOPS)")
         if "://" not in self.ledger_url:
             Path(self.ledger_url).parent.mkdir(parents=True, exist_ok=True)
         templates = TemplateLibrary(self.templates)
@@ -222,6 +226,8 @@ def _actor(args: argparse.Namespace, engine: Any) -> str:
 
 def cmd_tasks(args: argparse.Namespace, cfg: Settings) -> int:
     engine = cfg.engine()
+    if args.as_:
+        _actor(args, engine)
     tasks = engine.tasks(person=args.as_, role=args.role)
     if args.format == "json":
         _emit_json(tasks)
@@ -584,6 +590,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_PROBLEMS
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_PROBLEMS
     except Exception as exc:
         from storeops.ledger import LedgerError
 

@@ -52,12 +52,20 @@ CODES: dict[str, tuple[str, str]] = {
     ),
     "SOP120": ("undeclared role", "A step's role is not listed in the SOP's `roles`."),
     "SOP121": ("role not in roster", "No person in the roster (team.yaml) holds this role."),
+    "SOP122": (
+        "approval cannot be met",
+        "An approval needs more distinct approvers than the roster has people in the role.",
+    ),
     "SOP130": ("template missing", "The template file does not exist under templates/<locale>/."),
     "SOP131": ("template does not compile", "Jinja2 could not compile the template."),
     "SOP132": ("expression does not compile", "Jinja2 could not compile the expression."),
     "SOP133": (
         "unknown name in expression",
         "An expression reads a parameter, saved result or step that the SOP does not define.",
+    ),
+    "SOP136": (
+        "reserved item name",
+        "A map's `item_as` hides params, vars, steps, run or index inside its iterator.",
     ),
     "SOP140": (
         "human step without on_timeout",
@@ -74,6 +82,10 @@ CODES: dict[str, tuple[str, str]] = {
     ),
     "SOP152": ("unknown error class", "`catch` names an error class that does not exist."),
     "SOP153": ("unknown operation", "`uses` names a connector operation that does not exist."),
+    "SOP154": (
+        "unknown sub-SOP",
+        "A `call` names an SOP that is not in the library, or pins a version it does not have.",
+    ),
     "SOP160": ("roster problem", "team.yaml is malformed or references an unknown role."),
 }
 

@@ -16,13 +16,27 @@ _ISO = re.compile(r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)
 DURATION_HELP = "a duration such as 90s, 15m, 2h30m, 1d or ISO 8601 PT15M"
 
 
+#: The longest duration the language accepts (ten years): timers past it are mistakes.
+MAX_SECONDS = 10 * 365 * 86400
+
+
 def parse_duration(text: str | int | float) -> float:
     """Return seconds for a duration; ValueError with the accepted forms otherwise."""
+    return _bounded(_parse(text), text)
+
+
+def _bounded(seconds: float, text: object) -> float:
+    if not 0 <= seconds <= MAX_SECONDS:
+        raise ValueError(f"a duration must be between 0 and 10 years (3650d), found {text!r}")
+    return seconds
+
+
+def _parse(text: str | int | float) -> float:
     if isinstance(text, bool):
         raise ValueError(f"expected {DURATION_HELP}, found {text!r}")
     if isinstance(text, int | float):
-        if text < 0:
-            raise ValueError(f"a duration cannot be negative, found {text}")
+        if text != text:  # NaN
+            raise ValueError(f"expected {DURATION_HELP}, found {text!r}")
         return float(text)
     raw = text.strip()
     match = _SHORT.match(raw.lower()) or _ISO.match(raw.upper())

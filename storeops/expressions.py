@@ -23,6 +23,16 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from storeops.errors import ExpressionError
 
 _WHOLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
+_RUNTIME_ERRORS = (
+    TypeError,
+    ValueError,
+    ZeroDivisionError,
+    KeyError,
+    AttributeError,
+    OverflowError,
+    IndexError,
+    RecursionError,
+)
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
@@ -31,6 +41,23 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     SOP data are JSON-like mappings; `params.items` must be the parameter named items,
     not the dict method (Jinja2's default looks for an attribute first).
     """
+
+    #: `**` and `*` go through call_binop, which refuses results that would hang the engine
+    #: (and keeps Jinja2's optimizer from folding them at compile time).
+    intercepted_binops = frozenset({"**", "*"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(right, int | float) and abs(right) > 64:
+                raise SecurityError(f"exponent {right!r} is larger than 64")
+            return left**right
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                sized = isinstance(seq, str | list | tuple) and isinstance(times, int)
+                if sized and len(seq) * times > 100_000:
+                    raise SecurityError("repetition would build more than 100,000 items")
+            return left * right
+        return super().call_binop(context, operator, left, right)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Mapping):
@@ -63,7 +90,7 @@ class Compiled:
                 return self.fast(namespace)
             except ExpressionError:
                 raise
-            except (TypeError, ValueError, ZeroDivisionError, KeyError, AttributeError) as exc:
+            except _RUNTIME_ERRORS as exc:
                 raise ExpressionError(self.source, f"{type(exc).__name__}: {exc}") from exc
             except SecurityError as exc:
                 raise ExpressionError(self.source, f"not allowed in the sandbox: {exc}") from exc
@@ -83,7 +110,7 @@ class Compiled:
             raise ExpressionError(self.source, f"not allowed in the sandbox: {exc}") from exc
         except TemplateError as exc:
             raise ExpressionError(self.source, str(exc)) from exc
-        except (TypeError, ValueError, ZeroDivisionError, KeyError, AttributeError) as exc:
+        except _RUNTIME_ERRORS as exc:
             raise ExpressionError(self.source, f"{type(exc).__name__}: {exc}") from exc
         if isinstance(result, StrictUndefined):
             raise ExpressionError(self.source, "the result is undefined")
@@ -108,6 +135,8 @@ class Expressions:
             template = self.env.from_string(tree)
         except TemplateError as exc:
             raise ExpressionError(source, _syntax_message(exc)) from exc
+        except (*_RUNTIME_ERRORS, RecursionError, MemoryError) as exc:
+            raise ExpressionError(source, f"does not compile: {type(exc).__name__}") from exc
         compiled = Compiled(
             source=source,
             template=template,

@@ -78,8 +78,10 @@ class Checker:
         roster: Roster | None = None,
         templates: TemplateLibrary | None = None,
         expressions: Expressions | None = None,
+        library: Path | None = None,
     ) -> None:
         self.roster = roster
+        self.library = library
         self.templates = templates
         self.expressions = expressions or Expressions()
 
@@ -136,6 +138,7 @@ class Checker:
         templates, template_findings = self._template_findings(sop)
         findings += template_findings
         findings += self._roster_findings(sop)
+        findings += self._call_findings(sop)
         stub_ids = {str(p[-1]) for p in stubs}
         findings = [
             f
@@ -160,7 +163,7 @@ class Checker:
                 if name:
                     saved.add(name)
         every = s.all_states(sop)
-        for source, path, extra in self._expressions(sop):
+        for source, path, names in self._expressions(sop):
             if isinstance(source, ExpressionError):
                 found.append(Finding("SOP132", str(source), path))
                 continue
@@ -169,7 +172,7 @@ class Checker:
             except ExpressionError as exc:
                 found.append(Finding("SOP132", str(exc), path))
                 continue
-            allowed = _BASE_NAMES | extra | set(self.expressions.env.globals)
+            allowed = names | set(self.expressions.env.globals)
             for name in sorted(compiled.names - allowed):
                 found.append(
                     Finding(
@@ -203,11 +206,11 @@ class Checker:
 
     def _expressions(
         self, sop: s.SopSpec
-    ) -> Iterator[tuple[str | ExpressionError, Path_, set[str]]]:
-        if sop.business_key:
-            yield sop.business_key, ("business_key",), set()
+    ) -> Iterator[tuple[str | ExpressionError, Path_, frozenset[str]]]:
+        if sop.business_key:  # evaluated before the run exists: parameters only
+            yield sop.business_key, ("business_key",), frozenset({"params"})
         for path, states, _owner in s.walk_scopes(sop.states):
-            extra = _map_names(sop, path)
+            extra = _BASE_NAMES | _map_names(sop, path)
             for sid, state in states.items():
                 here = (*path, sid)
                 if isinstance(state, s.ChoiceState):
@@ -245,6 +248,10 @@ class Checker:
                     )
                 if isinstance(state, s.NotifyState) and state.template:
                     used.setdefault(state.template, []).append((*path, sid, "template"))
+                if isinstance(state, s.ActionState) and state.uses == "render.template":
+                    name = state.with_.get("template")
+                    if isinstance(name, str) and "{{" not in name:
+                        used.setdefault(name, []).append((*path, sid, "with", "template"))
         pinned: dict[str, dict[str, str]] = {}
         found: list[Finding] = []
         if self.templates is None:
@@ -259,6 +266,42 @@ class Checker:
                 }
         return pinned, found
 
+    def _call_findings(self, sop: s.SopSpec) -> list[Finding]:
+        """Sub-SOPs a `call` names must exist in the library, at the pinned version."""
+        if self.library is None:
+            return []
+        found: list[Finding] = []
+        for path, states, _owner in s.walk_scopes(sop.states):
+            for sid, state in states.items():
+                if not isinstance(state, s.CallState):
+                    continue
+                target = self.library / f"{state.sop}.yaml"
+                if not target.is_file():
+                    known = sorted(p.stem for p in self.library.glob("*.yaml") if not is_roster(p))
+                    found.append(
+                        Finding(
+                            "SOP154",
+                            f"call {sid!r} names SOP {state.sop!r}, which is not in "
+                            f"{self.library}; known: {listing(known)}" + suggest(state.sop, known),
+                            (*path, sid, "sop"),
+                        )
+                    )
+                    continue
+                if state.version is None:
+                    continue
+                doc, _problems = load_yaml(target)
+                version = doc.data.get("version") if doc and isinstance(doc.data, dict) else None
+                if version != state.version:
+                    found.append(
+                        Finding(
+                            "SOP154",
+                            f"call {sid!r} pins {state.sop} v{state.version}, but the library "
+                            f"has v{version}; update the pin or the sub-SOP",
+                            (*path, sid, "version"),
+                        )
+                    )
+        return found
+
     def _roster_findings(self, sop: s.SopSpec) -> list[Finding]:
         if self.roster is None:
             return []
@@ -271,6 +314,30 @@ class Checker:
                     roles.append((state.role, (*path, sid, "role")))
                     if state.escalate is not None:
                         roles.append((state.escalate.to, (*path, sid, "escalate", "to")))
+                if isinstance(state, s.ApprovalState):
+                    holders = self.roster.holders(state.role)
+                    if holders and state.approvals > len(holders):
+                        found.append(
+                            Finding(
+                                "SOP122",
+                                f"approval {sid!r} needs {state.approvals} approvers but only "
+                                f"{len(holders)} people hold role {state.role!r} "
+                                f"({', '.join(holders)}); lower `approvals` or staff the role",
+                                (*path, sid, "approvals"),
+                            )
+                        )
+                if isinstance(state, s.NotifyState):
+                    for index, target in enumerate(state.to):
+                        if not target.startswith("channel:") and target not in staffed:
+                            found.append(
+                                Finding(
+                                    "SOP121",
+                                    f"notify {sid!r} goes to role {target!r}, which nobody in "
+                                    "the roster holds, so nobody will receive it",
+                                    (*path, sid, "to", index),
+                                    severity="warning",
+                                )
+                            )
                 for role, where in roles:
                     if role not in staffed:
                         found.append(
@@ -632,5 +699,6 @@ def validate_paths(
             if roster_file is None or file.resolve() != roster_file.resolve():
                 diagnostics += load_roster(file)[1]
             continue
+        checker.library = file.parent
         diagnostics += checker.load(file)[1]
     return diagnostics, len(files)

@@ -28,6 +28,9 @@ from storeops.durations import iso_to_us, seconds_to_us, us_to_iso
 from storeops.errors import ExpressionError
 
 ROOT = ""
+#: How long past an action's timeout a result may still arrive from the driver that
+#: attempted it; after that another driver re-runs it (same idempotency key).
+LEASE_GRACE_US = 5_000_000
 _HUMAN = frozenset({"task", "approval"})
 _INDEX = re.compile(r"\[(\d+)\]")
 
@@ -424,7 +427,7 @@ class Run:
         token = self._token_for(data)
         if token is None:
             return
-        record = self.steps.setdefault(token.step, {})
+        record = self._step_record(token)
         record.update(
             {
                 "actor": data.get("actor"),
@@ -447,6 +450,17 @@ class Run:
             token.outcome = "next"
         self.agenda[token.scope] = None
 
+    def _step_record(self, token: Token) -> dict[str, Any]:
+        """What people did at this visit of the step (`steps.X` in expressions).
+
+        A new visit starts a new record, so nothing of an earlier visit leaks into it.
+        """
+        record = self.steps.get(token.step)
+        if record is None or record.get("visit") != token.visit:
+            record = {"visit": token.visit}
+            self.steps[token.step] = record
+        return record
+
     def _on_task_rejected(self, event: Event) -> None:
         data = event.data
         token = self._token_for(data)
@@ -454,7 +468,7 @@ class Run:
             return
         token.rejections[data["actor"]] = data.get("reason", "")
         # Any rejection rejects (veto), also for N-of-M approvals.
-        record = self.steps.setdefault(token.step, {})
+        record = self._step_record(token)
         record.update(
             {
                 "actor": data.get("actor"),
@@ -477,6 +491,7 @@ class Run:
         token.in_flight = event.data
         token.in_flight_at = event.at
         token.retry_at = None
+        self._timer(event.at + self._timeout_us[token.state] + LEASE_GRACE_US, token, "lease")
 
     def _on_action_succeeded(self, event: Event) -> None:
         token = self._token_for(event.data)
@@ -570,7 +585,9 @@ class Run:
                     self.scopes.pop(nested, None)
                     self.containers.pop(nested, None)
                 self.scopes.pop(child, None)
-        self.inner.setdefault(token.scope, []).append(key)
+        inner = self.inner.setdefault(token.scope, [])
+        if key not in inner:
+            inner.append(key)
         return key
 
     def _descendants(self, scope_key: str) -> list[str]:
@@ -716,6 +733,8 @@ class Run:
                 self._emit(out, "task.overdue", now, {**ref, "due_at": due})
             elif kind == "timeout":
                 self._emit(out, "task.timed_out", now, {**ref, "policy": _policy(state)})
+            elif kind == "lease":
+                pass  # only wakes the driver: the in-flight action is outstanding already
             elif kind == "retry" and token.retry_at == due:
                 token.retry_at = None
                 self.agenda[scope_key] = None
@@ -927,6 +946,10 @@ class Run:
         if container is None or container.visit != token.visit:
             try:
                 items = self.evaluator.evaluate(state.items, self.scopes[token.scope].namespace)
+                if not isinstance(items, list | tuple):
+                    raise TypeError(
+                        f"items must be a list, but {state.items!r} gave {type(items).__name__}"
+                    )
                 items = list(items)
             except (ExpressionError, TypeError) as exc:
                 error = {"error": "Invalid", "state": token.state, "message": str(exc)}
@@ -935,7 +958,10 @@ class Run:
             self._emit(out, "map.started", now, {**ref, "items": items})
             container = self.containers[key]
         total = len(container.items)
-        while container.started < total and container.active < state.max_concurrency:
+        failing = container.failed > state.tolerate_failures  # stop starting new items
+        while (
+            not failing and container.started < total and container.active < state.max_concurrency
+        ):
             index = container.started
             self._enter(
                 out,
@@ -946,13 +972,14 @@ class Run:
                 owner=token.state,
                 index=index,
             )
-        if container.started < total or container.active > 0:
+        if container.active > 0 or (container.started < total and not failing):
             return
-        if container.failed > state.tolerate_failures:
+        if failing:
             error = {
                 "error": "ItemsFailed",
                 "state": token.state,
-                "message": f"{container.failed} of {total} items failed",
+                "message": f"{container.failed} of {total} items failed "
+                f"({total - container.started} not started)",
             }
             if state.on_fail:
                 self._save_map(token, state, container, now, out)

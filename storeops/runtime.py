@@ -10,6 +10,7 @@ Must not import Prefect or httpx (issue 3's flow calls into this module).
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +23,7 @@ from jinja2 import TemplateError
 
 from storeops import machine as m
 from storeops import spec as s
-from storeops.durations import iso_to_us, parse_duration, us_to_iso
+from storeops.durations import iso_to_us, parse_duration, seconds_to_us, us_to_iso
 from storeops.errors import (
     AlreadyCompletedError,
     ConfigError,
@@ -39,6 +40,7 @@ from storeops.expressions import Expressions
 from storeops.ledger import (
     ConcurrentAppendError,
     Ledger,
+    LedgerError,
     NewEvent,
     RunRecord,
     StoredEvent,
@@ -50,8 +52,7 @@ from storeops.templates import Rendered, TemplateLibrary
 
 Clock = Callable[[], int]
 
-#: How long past an action's timeout another driver waits before re-running it.
-LEASE_GRACE_US = 5_000_000
+LEASE_GRACE_US = m.LEASE_GRACE_US
 
 
 def wall_clock() -> int:
@@ -139,7 +140,10 @@ class Engine:
                 f"no SOP {sop_id!r} in {self.sops_dir}; known: {', '.join(known) or 'none'}"
             )
         checker = Checker(
-            roster=self.roster, templates=self.templates, expressions=self.expressions
+            roster=self.roster,
+            templates=self.templates,
+            expressions=self.expressions,
+            library=self.sops_dir,
         )
         loaded, problems = checker.load(path)
         if loaded is None:
@@ -253,16 +257,80 @@ class Engine:
                 head = self._append(run_id, decided, head)
                 effects = [e for e in run.effects() if self._is_ours(run, e, now)]
                 if not effects:
+                    if run.status == "running" and self._collect_calls(run_id, run):
+                        raise _Reload
                     if run.status not in ("running", "new"):
                         self._finish_parent(run_id, run)
+                    if run.status != "running" or self._has_calls(run):
+                        self._cancel_orphans(run_id, run)
                     return run
                 head, appended = self._carry_out(run_id, run, effects[0], head)
-            except ConcurrentAppendError:
+            except (ConcurrentAppendError, _Reload):
                 run, head, _stored = self.load(run_id)
                 continue
             for event in appended:
                 run.apply(event)
         raise RunError(f"run {run_id} did not settle after {max_rounds} rounds")
+
+    def _fact(self, run_id: str, events: Sequence[m.Event], head: int) -> int:
+        """Append what already happened (a result, a delivery): never refused by a race.
+
+        Facts carry their step and visit, so a fact that arrives after the run moved on
+        is recorded and ignored by the machine. If someone else appended in between, the
+        caller must re-read the run (raises _Reload after writing).
+        """
+        new = [NewEvent(e.type, us_to_iso(e.at), _jsonable(e.data)) for e in events]
+        stored = self.ledger.append(run_id, new, expected_seq=None)
+        if stored[0].seq != head + 1:
+            raise _Reload
+        return stored[-1].seq
+
+    def _has_calls(self, run: m.Run) -> bool:
+        return any(st.type == "call" for st in run.states.values())
+
+    def _collect_calls(self, run_id: str, run: m.Run) -> bool:
+        """Record `call.finished` for sub-runs that ended while nobody drove the parent."""
+        recorded = False
+        for token in list(run.tokens.values()):
+            if token.kind != "call" or token.child_run is None or token.outcome is not None:
+                continue
+            try:
+                child = self.ledger.get_run(token.child_run)
+            except LedgerRunNotFound:
+                continue
+            if child.status == "running":
+                continue
+            child_run, _head, _stored = self.load(token.child_run)
+            data = _call_result(token.step, token.visit, token.child_run, child_run)
+            self.ledger.append(
+                run_id, [NewEvent("call.finished", us_to_iso(self.clock()), _jsonable(data))]
+            )
+            recorded = True
+        return recorded
+
+    def _cancel_orphans(self, run_id: str, run: m.Run) -> None:
+        """End sub-runs whose call was cancelled (a join won elsewhere) or whose parent ended."""
+        for record in self.ledger.runs(status="running"):
+            if record.parent_run != run_id:
+                continue
+            link = self.ledger.events(record.run_id)[0].data.get("parent") or {}
+            token = run.token(str(link.get("step", "")))
+            alive = (
+                run.status == "running"
+                and token is not None
+                and token.visit == link.get("visit")
+                and token.outcome is None
+            )
+            if alive:
+                continue
+            _child, head, _stored = self.load(record.run_id)
+            why = f"its call {link.get('step')!r} in run {run_id} no longer waits for it"
+            finished = {"status": "cancelled", "error": "Cancelled", "message": why}
+            try:
+                self._append(record.run_id, [m.Event("run.finished", self.clock(), finished)], head)
+            except ConcurrentAppendError:
+                continue
+            self._cancel_orphans(record.run_id, self.load(record.run_id)[0])
 
     def _is_ours(self, run: m.Run, effect: m.Effect, now: int) -> bool:
         if not isinstance(effect, m.RunAction):
@@ -283,8 +351,9 @@ class Engine:
             candidates = self.roster.holders(effect.role)
             state = run.states[effect.state]
             data = {**ref, "role": effect.role, "candidates": candidates}
-            if state.due is not None:
-                data["due_at"] = us_to_iso(now + int(state.due * 1e6))
+            token = run.token(effect.step)
+            if state.due is not None and token is not None:
+                data["due_at"] = us_to_iso(token.entered_at + seconds_to_us(state.due))
             events.append(m.Event("task.assigned", now, data))
             head = self._append(run_id, events, head)
             self._tell(candidates, run, effect.step, "assigned", effect.role)
@@ -297,9 +366,9 @@ class Engine:
                 "idempotency_key": effect.idempotency_key,
             }
             first = m.Event("action.attempted", now, attempted)
-            head = self._append(run_id, [first], head)
-            events.append(first)
-            result = self._execute(effect)
+            head = self._append(run_id, [first], head)  # the claim: one driver wins it
+            run.apply(first)
+            result = self._execute(run, effect)
             done = self.clock()
             base = {**ref, "attempt": effect.attempt, "idempotency_key": effect.idempotency_key}
             if isinstance(result, OperationError):
@@ -314,7 +383,7 @@ class Engine:
                 outcome = m.Event("action.failed", done, failed)
             else:
                 outcome = m.Event("action.succeeded", done, {**base, "result": _jsonable(result)})
-            head = self._append(run_id, [outcome], head)
+            head = self._fact(run_id, [outcome], head)
             events.append(outcome)
         elif isinstance(effect, m.SendNotification):
             try:
@@ -323,11 +392,17 @@ class Engine:
             except (TemplateError, StoreopsError, OSError) as exc:
                 failed = {**ref, "error": type(exc).__name__, "message": str(exc)[:500]}
                 events.append(m.Event("notification.failed", now, failed))
-            head = self._append(run_id, events, head)
+            head = self._fact(run_id, events, head)
         elif isinstance(effect, m.StartCall):
-            child = self._start_child(run_id, effect)
+            try:
+                child = self._start_child(run_id, effect)
+            except (StoreopsError, LedgerError) as exc:
+                failed = {**ref, "child": None, "status": "failed", "message": str(exc)}
+                events.append(m.Event("call.finished", now, failed))
+                head = self._fact(run_id, events, head)
+                return head, [m.Event(e.type, e.at, _jsonable(e.data)) for e in events]
             events.append(m.Event("call.started", now, {**ref, "child": child}))
-            head = self._append(run_id, events, head)
+            head = self._fact(run_id, events, head)
             self.drive(child)
         elif isinstance(effect, m.Remind):
             people = self._people_for(run, effect.step)
@@ -366,8 +441,14 @@ class Engine:
             run_id=child_id,
         )
 
-    def _execute(self, effect: m.RunAction) -> Any:
+    def _execute(self, run: m.Run, effect: m.RunAction) -> Any:
         try:
+            if effect.uses == "render.template":
+                inputs = dict(effect.inputs)
+                name = str(inputs.pop("template"))
+                locale = str(inputs.pop("locale", "zh-CN"))
+                rendered = self.render_template(run, name, locale, inputs)
+                return {"text": rendered.text, "digest": rendered.digest, "locale": rendered.locale}
             return self.executor.run(
                 effect.uses,
                 effect.inputs,
@@ -376,6 +457,8 @@ class Engine:
             )
         except OperationError as exc:
             return exc
+        except (TemplateError, KeyError) as exc:
+            return OperationError("Invalid", f"{type(exc).__name__}: {exc}", retryable=False)
         except Exception as exc:  # an executor bug must not lose the attempt record
             return OperationError("Error", f"{type(exc).__name__}: {exc}", retryable=False)
 
@@ -503,28 +586,16 @@ class Engine:
             return
         first = self.ledger.events(run_id)[0].data
         link = first.get("parent") or {}
-        for _ in range(50):
-            parent, head, _stored = self.load(record.parent_run)
-            token = parent.token(link.get("step", ""))
-            if token is None or token.visit != link.get("visit") or token.outcome is not None:
-                return
-            data = {
-                "step": link["step"],
-                "visit": link["visit"],
-                "child": run_id,
-                "status": run.status,
-                "output": run.output,
-            }
-            if run.error:
-                data["message"] = str(run.error.get("message") or run.error.get("error"))
-            try:
-                self._append(
-                    record.parent_run, [m.Event("call.finished", self.clock(), data)], head
-                )
-            except ConcurrentAppendError:
-                continue
-            self.drive(record.parent_run)
+        parent, _head, _stored = self.load(record.parent_run)
+        token = parent.token(str(link.get("step", "")))
+        if token is None or token.visit != link.get("visit") or token.outcome is not None:
             return
+        data = _call_result(str(link["step"]), int(link["visit"]), run_id, run)
+        self.ledger.append(
+            record.parent_run,
+            [NewEvent("call.finished", us_to_iso(self.clock()), _jsonable(data))],
+        )
+        self.drive(record.parent_run)
 
     # ------------------------------------------------------------ people
 
@@ -632,6 +703,23 @@ class Engine:
         return found
 
 
+class _Reload(Exception):
+    """The in-memory run is behind the ledger; re-read it."""
+
+
+def _call_result(step: str, visit: int, child_id: str, child: m.Run) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "step": step,
+        "visit": visit,
+        "child": child_id,
+        "status": child.status,
+        "output": child.output,
+    }
+    if child.error:
+        data["message"] = str(child.error.get("message") or child.error.get("error"))
+    return data
+
+
 _REFUSALS: dict[str, type[RunError]] = {
     "not_active": StepNotActiveError,
     "already": AlreadyCompletedError,
@@ -676,6 +764,8 @@ def coerce_value(spec: s.FieldSpec, raw: Any, name: str) -> Any:
             if isinstance(raw, bool):
                 raise ValueError
             value = float(raw)
+            if not math.isfinite(value):
+                raise InvalidInputError(f"{name}: expected a finite number, found {raw!r}")
         elif kind == "bool":
             if isinstance(raw, bool):
                 value = raw
@@ -765,8 +855,17 @@ def validate_checklist(state: Any, given: Mapping[int, str], step: str) -> dict[
                     f"({s.localize(item.item, 'en')!r}) is not ticked"
                 )
             continue
-        if answer.startswith("n/a") and not answer[3:].strip(" :"):
-            raise InvalidInputError(f"step {step!r}: checklist item {number} n/a needs a reason")
+        answer = answer.strip()
+        if answer.startswith("n/a"):
+            if not answer[3:].strip(" :"):
+                raise InvalidInputError(
+                    f"step {step!r}: checklist item {number} n/a needs a reason"
+                )
+        elif answer != "done":
+            raise InvalidInputError(
+                f"step {step!r}: checklist item {number} is answered {answer!r}; "
+                "answer done, or n/a: <reason>"
+            )
         result[str(number)] = answer
     return result
 

@@ -63,9 +63,19 @@ class Expect(s.Model):
     covers: list[str] = Field(default_factory=list)
 
 
+def _instant(value: Any) -> Any:
+    try:
+        iso_to_us(str(value))
+    except ValueError as exc:
+        raise ValueError(
+            f"expected an ISO 8601 instant such as 2026-11-09T09:00:00+08:00, found {value!r}"
+        ) from exc
+    return str(value)
+
+
 class Scenario(s.Model):
     sop: str
-    start_at: str = "2026-11-09T01:00:00Z"
+    start_at: Annotated[str, BeforeValidator(_instant)] = "2026-11-09T01:00:00Z"
     as_: str = Field(alias="as")
     params: dict[str, Any] = Field(default_factory=dict)
     actions: dict[str, list[Outcome]] = Field(default_factory=dict)
