@@ -42,6 +42,7 @@ from storeops.ledger import (
     Ledger,
     LedgerError,
     NewEvent,
+    RunExistsError,
     RunRecord,
     StoredEvent,
 )
@@ -191,32 +192,45 @@ class Engine:
         self.ledger.put_definition(loaded.def_hash, sop.id, sop.version, loaded.bundle())
         self._definitions[loaded.def_hash] = loaded
         now = self.clock()
-        run_id = run_id or f"{sop.id}-{us_to_iso(now)[:10].replace('-', '')}-{secrets.token_hex(3)}"
-        data: dict[str, Any] = {
-            "run": run_id,
-            "sop": sop.id,
-            "version": sop.version,
-            "def_hash": loaded.def_hash,
-            "params": values,
-            "key": key,
-            "actor": actor,
-        }
-        if parent is not None:
-            data["parent"] = {"run": parent[0], "step": parent[1], "visit": parent[2]}
-        record = RunRecord(
-            run_id=run_id,
-            sop_id=sop.id,
-            version=sop.version,
-            def_hash=loaded.def_hash,
-            business_key=key,
-            status="running",
-            started_at=us_to_iso(now),
-            updated_at=us_to_iso(now),
-            head_seq=0,
-            head_hash="",
-            parent_run=parent[0] if parent else None,
-        )
-        self.ledger.create_run(record, NewEvent("run.started", us_to_iso(now), data))
+        fixed = run_id is not None
+        for _attempt in range(5):
+            rid = (
+                run_id or f"{sop.id}-{us_to_iso(now)[:10].replace('-', '')}-{secrets.token_hex(4)}"
+            )
+            data: dict[str, Any] = {
+                "run": rid,
+                "sop": sop.id,
+                "version": sop.version,
+                "def_hash": loaded.def_hash,
+                "params": values,
+                "key": key,
+                "actor": actor,
+            }
+            if parent is not None:
+                data["parent"] = {"run": parent[0], "step": parent[1], "visit": parent[2]}
+            record = RunRecord(
+                run_id=rid,
+                sop_id=sop.id,
+                version=sop.version,
+                def_hash=loaded.def_hash,
+                business_key=key,
+                status="running",
+                started_at=us_to_iso(now),
+                updated_at=us_to_iso(now),
+                head_seq=0,
+                head_hash="",
+                parent_run=parent[0] if parent else None,
+            )
+            try:
+                self.ledger.create_run(record, NewEvent("run.started", us_to_iso(now), data))
+            except RunExistsError:
+                if fixed:
+                    raise
+                continue  # a random id collided: draw another
+            run_id = rid
+            break
+        else:  # pragma: no cover - five 32-bit collisions in a row
+            raise RunError(f"could not find a free run id for {sop.id}")
         if drive:
             self.drive(run_id)
         return run_id
