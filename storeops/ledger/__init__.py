@@ -1,8 +1,9 @@
 """Tamper-evident audit ledger: every run is a SHA-256 chain of events.
 
 The public API is re-exported here; `open_ledger` picks a backend from a URL. Standard
-library only (sqlite3 for the default backend); must not import the engine, Prefect,
-httpx or ruamel, so the engine and the simulator can use it without them.
+library only (sqlite3 for the default backend; asyncpg is imported only when a
+postgresql:// URL is opened); must not import the engine, Prefect, httpx or ruamel, so
+the engine and the simulator can use it without them.
 """
 
 from __future__ import annotations
@@ -54,10 +55,10 @@ __all__ = [
 
 
 def _postgresql(url: str) -> Ledger:
-    raise LedgerError(
-        f"cannot open {url.split('@')[-1]!r}: the PostgreSQL ledger backend arrives with "
-        "issue 3; use a SQLite path or sqlite:///path for now"
-    )
+    # Imported here so that SQLite users never import asyncpg.
+    from storeops.ledger.postgres import PostgresLedger
+
+    return PostgresLedger(url)
 
 
 # URL scheme -> opener. Adding a backend is one line here.
@@ -70,10 +71,12 @@ _BACKENDS: Final[dict[str, Callable[[str], Ledger]]] = {
 
 def open_ledger(url: str | os.PathLike[str]) -> Ledger:
     """Open the ledger at `url`: a file path, `:memory:`, `sqlite:///relative/path`,
-    `sqlite:////absolute/path` or `postgresql://…` (not available yet).
+    `sqlite:////absolute/path` or `postgresql://user@host:port/database[?schema=name]`
+    (also `postgres://`, `postgresql+asyncpg://`; see `storeops.ledger.postgres`).
 
-    Creates the database (and its parent directories) if missing. Raises LedgerError for
-    an unknown scheme.
+    Creates a SQLite database (and its parent directories) if missing; on PostgreSQL the
+    database must exist and the ledger's schema and tables are created if missing.
+    Raises LedgerError for an unknown scheme or a server that cannot be reached.
     """
     if not isinstance(url, str):
         return SqliteLedger(url)

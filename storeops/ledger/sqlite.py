@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from storeops.ledger.base import (
-    RUN_FINISHED,
-    TIMESTAMP,
     ConcurrentAppendError,
     DefinitionNotFoundError,
     Ledger,
@@ -33,13 +31,12 @@ from storeops.ledger.base import (
     StoredEvent,
     VerifyProblem,
     VerifyReport,
-    body_prefix,
     body_suffix,
     check_chains,
-    check_timestamp,
     format_timestamp,
 )
-from storeops.ledger.canonical import GENESIS, canonical_json, sha256_hex
+from storeops.ledger.canonical import GENESIS, sha256_hex
+from storeops.ledger.prepare import Prepared, check_record, prepare
 
 __all__ = ["SCHEMA_VERSION", "SqliteLedger"]
 
@@ -87,9 +84,6 @@ _RUN_COLUMNS: Final = (
     "run_id, sop_id, version, def_hash, business_key, status, started_at, updated_at, "
     "head_seq, head_hash, parent_run"
 )
-
-# (type, at, body bytes up to and including the data, data as read back, finished status)
-_Prepared = tuple[str, str, bytes, dict[str, Any], str | None]
 
 
 class SqliteLedger(Ledger):
@@ -182,8 +176,8 @@ class SqliteLedger(Ledger):
     # --- writes ----------------------------------------------------------------------
 
     def create_run(self, record: RunRecord, first: NewEvent) -> StoredEvent:
-        _check_record(record)
-        prepared = _prepare(record.run_id, [first])
+        check_record(record)
+        prepared = prepare(record.run_id, [first])
         with self._lock:
             conn = self._live()
             try:
@@ -221,7 +215,7 @@ class SqliteLedger(Ledger):
     def append(
         self, run_id: str, events: Sequence[NewEvent], expected_seq: int | None = None
     ) -> list[StoredEvent]:
-        prepared = _prepare(run_id, events)
+        prepared = prepare(run_id, events)
         with self._lock:
             conn = self._live()
             try:
@@ -250,7 +244,7 @@ class SqliteLedger(Ledger):
         run_id: str,
         seq: int,
         prev: str,
-        prepared: list[_Prepared],
+        prepared: list[Prepared],
         *,
         touch: bool,
     ) -> list[StoredEvent]:
@@ -458,53 +452,6 @@ class SqliteLedger(Ledger):
                         def_hash=def_hash,
                     )
                 )
-
-
-def _check_record(record: RunRecord) -> None:
-    if not isinstance(record.run_id, str) or not record.run_id:
-        raise ValueError(f"run id must be a non-empty string, got {record.run_id!r}")
-    check_timestamp(record.started_at, f"run {record.run_id}: started_at")
-    check_timestamp(record.updated_at, f"run {record.run_id}: updated_at")
-
-
-def _prepare(run_id: str, events: Sequence[NewEvent]) -> list[_Prepared]:
-    """Validate and encode events before any lock or transaction is taken.
-
-    The hot loop builds no strings it does not store: error context is made on failure.
-    """
-    prepared: list[_Prepared] = []
-    loads = json.loads
-    is_timestamp = TIMESTAMP.fullmatch
-    for index, event in enumerate(events, start=1):
-        type_, at, data = event.type, event.at, event.data
-        if type(type_) is not str or not type_:
-            raise ValueError(f"{_where(run_id, index, events)}: type must be a non-empty string")
-        if type(at) is not str or is_timestamp(at) is None:
-            check_timestamp(at, f"{_where(run_id, index, events)}: at")
-        if type(data) is not dict:
-            raise ValueError(
-                f"{_where(run_id, index, events)}: data must be a dict, got {type(data).__name__}"
-            )
-        try:
-            data_json = canonical_json(data, what="data")
-        except ValueError as exc:
-            raise ValueError(f"{_where(run_id, index, events)}: {exc}") from exc
-        status = None
-        if type_ == RUN_FINISHED:
-            status = data.get("status")
-            if not isinstance(status, str) or not status:
-                raise ValueError(
-                    f'{_where(run_id, index, events)}: a run.finished event needs data["status"]'
-                    " (a non-empty str)"
-                )
-        # Read back from the bytes so the returned data equals what events() returns and
-        # does not alias the caller's dict.
-        prepared.append((type_, at, body_prefix(at) + data_json, loads(data_json), status))
-    return prepared
-
-
-def _where(run_id: str, index: int, events: Sequence[NewEvent]) -> str:
-    return f"run {run_id}: event {index} of {len(events)} ({events[index - 1].type!r})"
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -72,7 +72,7 @@ def test_no_storeops_module_imports_prefect_or_httpx_yet() -> None:
 
 
 def test_ledger_contract_imports_no_backend() -> None:
-    for name in ("base.py", "canonical.py"):
+    for name in ("base.py", "canonical.py", "prepare.py"):
         bad = sorted(
             n
             for n in imports(ROOT / "storeops" / "ledger" / name)
