@@ -491,7 +491,6 @@ class Run:
         token.in_flight = event.data
         token.in_flight_at = event.at
         token.retry_at = None
-        self._timer(event.at + self._timeout_us[token.state] + LEASE_GRACE_US, token, "lease")
 
     def _on_action_succeeded(self, event: Event) -> None:
         token = self._token_for(event.data)
@@ -733,8 +732,6 @@ class Run:
                 self._emit(out, "task.overdue", now, {**ref, "due_at": due})
             elif kind == "timeout":
                 self._emit(out, "task.timed_out", now, {**ref, "policy": _policy(state)})
-            elif kind == "lease":
-                pass  # only wakes the driver: the in-flight action is outstanding already
             elif kind == "retry" and token.retry_at == due:
                 token.retry_at = None
                 self.agenda[scope_key] = None
@@ -1081,15 +1078,25 @@ class Run:
         return list(self.outstanding.values())
 
     def wake_at(self) -> int | None:
-        """The earliest future moment a timer needs `advance` (None if none is set)."""
+        """The earliest moment a driver should look at this run again (None: only people).
+
+        That is the first live timer, or the moment an action attempted by another driver
+        is past its timeout and lease, when it must be re-run (see LEASE_GRACE_US).
+        """
+        due: int | None = None
         while self.timers:
-            due, _seq, scope_key, state_id, visit, _kind = self.timers[0]
+            first, _seq, scope_key, state_id, visit, _kind = self.timers[0]
             token = self.tokens.get(scope_key)
             if token is None or token.state != state_id or token.visit != visit:
                 heapq.heappop(self.timers)
                 continue
-            return due
-        return None
+            due = first
+            break
+        for token in self.tokens.values():
+            if token.in_flight is not None:
+                lease = token.in_flight_at + self._timeout_us[token.state] + LEASE_GRACE_US
+                due = lease if due is None else min(due, lease)
+        return due
 
     def active_tasks(self) -> list[Token]:
         """Human steps waiting for people, in the order they were entered."""
