@@ -286,25 +286,32 @@ class Run:
         self.root_entered = False
 
     def _on_state_entered(self, event: Event) -> None:
+        # The hottest path of the engine: locals and inlined helpers on purpose.
         data = event.data
         scope_key: str = data["scope"]
         state_id: str = data["state"]
-        scope = self.scopes.get(scope_key)
-        if scope is None:
-            scope = self._open_scope(scope_key, data)
-        if scope_key == ROOT:
+        if scope_key not in self.scopes:
+            self._open_scope(scope_key, data)
+        if not scope_key:
             self.root_entered = True
-        old = self.tokens.get(scope_key)
-        if old is not None:
-            self._leave(old)
+        tokens = self.tokens
+        by_step = self.by_step
+        old = tokens.get(scope_key)
+        if old is not None:  # leave the previous state of this scope
+            by_step.pop(old.step, None)
+            if old.effects:
+                outstanding = self.outstanding
+                for effect_id in old.effects:
+                    outstanding.pop(effect_id, None)
         key = (scope_key, state_id)
-        visit = self.visits.get(key, 0) + 1
-        self.visits[key] = visit
+        visits = self.visits
+        visit = visits.get(key, 0) + 1
+        visits[key] = visit
         state = self.states[state_id]
         step = state_id if "[" not in scope_key else _step_key(scope_key, state_id)
         token = Token(scope_key, state_id, visit, step, event.at, state.type)
-        self.tokens[scope_key] = token
-        self.by_step[step] = scope_key
+        tokens[scope_key] = token
+        by_step[step] = scope_key
         if token.kind in _HUMAN:
             token.roles = (state.role,)
             token.approvals = {}
