@@ -788,18 +788,8 @@ class Run:
         self._goto(token, getattr(state, token.outcome), now, out)
 
     def _decide_action(self, token: Token, state: Any, now: int, out: list[Event]) -> None:
-        if token.outcome == "next":
-            if state.save_as:
-                self._emit(
-                    out,
-                    "vars.saved",
-                    now,
-                    {"scope": token.scope, "name": state.save_as, "value": token.result},
-                )
-            self._goto(token, state.next, now, out)
-            return
-        if token.outcome == "catch":
-            self._catch(token, state, now, out)
+        if token.outcome is not None:
+            self._leave_with_result(token, state, now, out)
             return
         if token.retry_at is not None:
             return
@@ -845,6 +835,16 @@ class Run:
                 f"{self.run_id}/{token.step}/{token.visit}",  # = idempotency_key(...)
             ),
         )
+
+    def _leave_with_result(self, token: Token, state: Any, now: int, out: list[Event]) -> None:
+        """An action or call has its outcome: save the result and go on, or catch."""
+        if token.outcome == "catch":
+            self._catch(token, state, now, out)
+            return
+        if state.save_as:
+            saved = {"scope": token.scope, "name": state.save_as, "value": token.result}
+            self._emit(out, "vars.saved", now, saved)
+        self._goto(token, state.next, now, out)
 
     def _catch(self, token: Token, state: Any, now: int, out: list[Event]) -> None:
         error = token.error or {"error": "Error"}
@@ -1048,18 +1048,8 @@ class Run:
             )
 
     def _decide_call(self, token: Token, state: Any, now: int, out: list[Event]) -> None:
-        if token.outcome == "next":
-            if state.save_as:
-                self._emit(
-                    out,
-                    "vars.saved",
-                    now,
-                    {"scope": token.scope, "name": state.save_as, "value": token.result},
-                )
-            self._goto(token, state.next, now, out)
-            return
-        if token.outcome == "catch":
-            self._catch(token, state, now, out)
+        if token.outcome is not None:
+            self._leave_with_result(token, state, now, out)
             return
         if token.child_run is not None:
             return
