@@ -389,11 +389,20 @@ def cmd_verify(args: argparse.Namespace, cfg: Settings) -> int:
 
 
 def cmd_advance(args: argparse.Namespace, cfg: Settings) -> int:
+    from storeops.durations import us_to_iso
+
     engine = cfg.engine()
-    ids = [args.run] if args.run else [r.run_id for r in engine.ledger.runs(status="running")]
-    for run_id in ids:
-        run = engine.drive(run_id)
-        print(f"{run_id}: {run.status}")
+    if args.run:
+        print(f"{args.run}: {engine.drive(args.run).status}")
+        return EXIT_OK
+    driven = engine.tick()
+    for run_id in driven:
+        print(f"{run_id}: {engine.ledger.get_run(run_id).status}")
+    wake = engine.next_wake()
+    print(
+        f"{len(driven)} run(s) had timers due; next timer: "
+        + (us_to_iso(wake)[:19].replace("T", " ") + " UTC" if wake else "none")
+    )
     return EXIT_OK
 
 
@@ -558,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_verify)
 
-    p = add_parser("advance", help="fire due timers of running runs (until issue 3)")
+    p = add_parser("advance", help="fire the timers that are due (reminders, timeouts, waits)")
     p.add_argument("run", nargs="?")
     p.set_defaults(func=cmd_advance)
 

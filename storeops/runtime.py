@@ -277,6 +277,8 @@ class Engine:
                         self._finish_parent(run_id, run)
                     if run.status != "running" or self._has_calls(run):
                         self._cancel_orphans(run_id, run)
+                    wake = run.wake_at() if run.status == "running" else None
+                    self.ledger.set_wake(run_id, us_to_iso(wake) if wake is not None else None)
                     return run
                 head, appended = self._carry_out(run_id, run, effects[0], head)
             except (ConcurrentAppendError, _Reload):
@@ -345,6 +347,19 @@ class Engine:
             except ConcurrentAppendError:
                 continue
             self._cancel_orphans(record.run_id, self.load(record.run_id)[0])
+
+    def tick(self, *, limit: int = 100) -> list[str]:
+        """Drive every open run whose timers are due now (reminders, escalations, timeouts,
+        waits, retries). Wake times live in the ledger, so this survives any restart."""
+        due = self.ledger.due_runs(us_to_iso(self.clock()), limit)
+        for run_id in due:
+            self.drive(run_id)
+        return due
+
+    def next_wake(self) -> int | None:
+        """The earliest moment any open run needs `tick` (µs), or None."""
+        found = self.ledger.next_wake()
+        return iso_to_us(found) if found is not None else None
 
     def _is_ours(self, run: m.Run, effect: m.Effect, now: int) -> bool:
         if not isinstance(effect, m.RunAction):

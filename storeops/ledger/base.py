@@ -500,6 +500,22 @@ class Ledger(abc.ABC):
         """The bundle stored under `def_hash`. Raises DefinitionNotFoundError."""
 
     @abc.abstractmethod
+    def set_wake(self, run_id: str, wake_at: str | None) -> None:
+        """Record when a driver should next look at the run (None: nothing is due).
+
+        A scheduling hint derived from the run's events, not a record: it is outside the
+        hash chain and any driver may overwrite it. Timers survive restarts through it.
+        """
+
+    @abc.abstractmethod
+    def due_runs(self, now: str, limit: int = 100) -> list[str]:
+        """Open runs whose wake time is at or before `now`, earliest first."""
+
+    @abc.abstractmethod
+    def next_wake(self) -> str | None:
+        """The earliest wake time of any open run, or None."""
+
+    @abc.abstractmethod
     def verify(self, run_id: str | None = None) -> VerifyReport:
         """Check every run's chain (or one run's) and the definitions, reading a
         consistent snapshot; writers are not blocked for long and nothing is changed.

@@ -25,6 +25,8 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 
+# Event validation and encoding are the same for every backend; they live in the
+# reference backend for now and belong in base.py.
 from storeops.ledger.base import (
     ConcurrentAppendError,
     DefinitionNotFoundError,
@@ -41,17 +43,15 @@ from storeops.ledger.base import (
     VerifyReport,
     body_suffix,
     check_chains,
+    check_timestamp,
     format_timestamp,
 )
 from storeops.ledger.canonical import GENESIS, sha256_hex
-
-# Event validation and encoding are the same for every backend; they live in the
-# reference backend for now and belong in base.py.
 from storeops.ledger.prepare import Prepared, check_record, prepare
 
 __all__ = ["SCHEMA_VERSION", "PostgresLedger"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 """Stored in the `ledger_meta` table; bumped with any change to tables or body format."""
 
 DEFAULT_SCHEMA: Final = "public"
@@ -96,6 +96,11 @@ CREATE TABLE IF NOT EXISTS {s}.ledger_events (
     hash      text COLLATE "C" NOT NULL,
     PRIMARY KEY (run_id, seq)
 );
+CREATE TABLE IF NOT EXISTS {s}.ledger_wakes (
+    run_id  text COLLATE "C" PRIMARY KEY REFERENCES {s}.ledger_runs (run_id),
+    wake_at text COLLATE "C" NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ledger_wakes_by_time ON {s}.ledger_wakes (wake_at);
 CREATE TABLE IF NOT EXISTS {s}.ledger_definitions (
     def_hash  text COLLATE "C" PRIMARY KEY,
     sop_id    text COLLATE "C" NOT NULL,
@@ -136,6 +141,7 @@ class _Sql:
 
     def __init__(self, schema: str) -> None:
         s = f'"{schema}"'
+        self.schema = s
         self.ddl = [part.strip() for part in _DDL.format(s=s).split(";") if part.strip()]
         self.meta_table = f"{s}.ledger_meta"
         self.version = f"SELECT value FROM {s}.ledger_meta WHERE key = 'schema_version'"
@@ -340,12 +346,12 @@ class PostgresLedger(Ledger):
                 f"ledger {self.where}: schema version {found} is newer than this storeops "
                 f"supports ({SCHEMA_VERSION}); upgrade storeops"
             )
-        if found != SCHEMA_VERSION:
+        if found < 1:
             raise LedgerError(
                 f"ledger {self.where}: unknown schema version {found} in ledger_meta; "
                 f"expected {SCHEMA_VERSION}"
             )
-        return found
+        return found  # older versions are brought up to date by the additive DDL
 
     def close(self) -> None:
         with self._state:
@@ -550,6 +556,55 @@ class PostgresLedger(Ledger):
             return await conn.fetchval(sql, *args)
 
     # --- verification ----------------------------------------------------------------
+
+    def set_wake(self, run_id: str, wake_at: str | None) -> None:
+        if wake_at is not None:
+            check_timestamp(wake_at, f"run {run_id}: wake_at")
+        s = self._sql.schema
+        if wake_at is None:
+            coro = self._execute(f"DELETE FROM {s}.ledger_wakes WHERE run_id = $1", run_id)
+        else:
+            coro = self._execute(
+                f"INSERT INTO {s}.ledger_wakes (run_id, wake_at) VALUES ($1, $2) "
+                "ON CONFLICT (run_id) DO UPDATE SET wake_at = EXCLUDED.wake_at",
+                run_id,
+                wake_at,
+            )
+        try:
+            self._call(coro, f"run {run_id}: setting its wake time")
+        except LedgerError as exc:
+            if isinstance(exc.__cause__, asyncpg.ForeignKeyViolationError):
+                raise RunNotFoundError(f"run {run_id} is not in the ledger") from exc
+            raise
+
+    def due_runs(self, now: str, limit: int = 100) -> list[str]:
+        s = self._sql.schema
+        rows = self._call(
+            self._fetch(
+                f"SELECT w.run_id FROM {s}.ledger_wakes w JOIN {s}.ledger_runs r "
+                "ON r.run_id = w.run_id WHERE w.wake_at <= $1 AND r.finished_at IS NULL "
+                "ORDER BY w.wake_at LIMIT $2",
+                now,
+                limit,
+            ),
+            "reading due runs",
+        )
+        return [str(row[0]) for row in rows]
+
+    def next_wake(self) -> str | None:
+        s = self._sql.schema
+        found = self._call(
+            self._fetchval(
+                f"SELECT MIN(w.wake_at) FROM {s}.ledger_wakes w JOIN {s}.ledger_runs r "
+                "ON r.run_id = w.run_id WHERE r.finished_at IS NULL"
+            ),
+            "reading the next wake time",
+        )
+        return None if found is None else str(found)
+
+    async def _execute(self, sql: str, *args: object) -> None:
+        async with self._connection() as conn:
+            await conn.execute(sql, *args)
 
     def verify(self, run_id: str | None = None) -> VerifyReport:
         what = (

@@ -33,6 +33,7 @@ from storeops.ledger.base import (
     VerifyReport,
     body_suffix,
     check_chains,
+    check_timestamp,
     format_timestamp,
 )
 from storeops.ledger.canonical import GENESIS, sha256_hex
@@ -40,7 +41,7 @@ from storeops.ledger.prepare import Prepared, check_record, prepare
 
 __all__ = ["SCHEMA_VERSION", "SqliteLedger"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 """Stored in `PRAGMA user_version`; bumped with any change to tables or body format."""
 
 _SCHEMA: Final = """
@@ -71,6 +72,11 @@ CREATE TABLE IF NOT EXISTS events (
     hash      TEXT NOT NULL,
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS wakes (
+    run_id  TEXT PRIMARY KEY NOT NULL REFERENCES runs (run_id),
+    wake_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS wakes_by_time ON wakes (wake_at);
 CREATE TABLE IF NOT EXISTS definitions (
     def_hash  TEXT PRIMARY KEY NOT NULL,
     sop_id    TEXT NOT NULL,
@@ -153,6 +159,8 @@ class SqliteLedger(Ledger):
             )
         conn.execute("BEGIN IMMEDIATE")  # two processes creating the file at once
         try:
+            # Every statement is CREATE ... IF NOT EXISTS, so version 1 files (without the
+            # wakes table) are brought up to date by the same DDL.
             for statement in _SCHEMA.split(";"):  # no ";" inside the DDL, comments included
                 if statement.strip():
                     conn.execute(statement)
@@ -388,6 +396,41 @@ class SqliteLedger(Ledger):
         return rows[0] if rows else None
 
     # --- verification ----------------------------------------------------------------
+
+    def set_wake(self, run_id: str, wake_at: str | None) -> None:
+        if wake_at is not None:
+            check_timestamp(wake_at, f"run {run_id}: wake_at")
+        with self._lock:
+            conn = self._live()
+            try:
+                if wake_at is None:
+                    conn.execute("DELETE FROM wakes WHERE run_id = ?", (run_id,))
+                else:
+                    conn.execute(
+                        "INSERT INTO wakes (run_id, wake_at) VALUES (?, ?) "
+                        "ON CONFLICT (run_id) DO UPDATE SET wake_at = excluded.wake_at",
+                        (run_id, wake_at),
+                    )
+            except sqlite3.IntegrityError as exc:
+                raise RunNotFoundError(f"no run {run_id!r} in ledger {self.path}") from exc
+            except sqlite3.Error as exc:
+                raise _mapped(exc, f"run {run_id}: setting its wake time") from exc
+
+    def due_runs(self, now: str, limit: int = 100) -> list[str]:
+        rows = self._fetchall(
+            "SELECT w.run_id FROM wakes w JOIN runs r ON r.run_id = w.run_id "
+            "WHERE w.wake_at <= ? AND r.finished_at IS NULL ORDER BY w.wake_at LIMIT ?",
+            (now, limit),
+        )
+        return [row[0] for row in rows]
+
+    def next_wake(self) -> str | None:
+        row = self._fetchone(
+            "SELECT MIN(w.wake_at) FROM wakes w JOIN runs r ON r.run_id = w.run_id "
+            "WHERE r.finished_at IS NULL",
+            (),
+        )
+        return None if row is None else row[0]
 
     def verify(self, run_id: str | None = None) -> VerifyReport:
         if self._memory:  # a :memory: database exists only on our own connection

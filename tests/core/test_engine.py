@@ -405,3 +405,22 @@ def test_unknown_person_and_bad_params_are_clear(make_engine: Make) -> None:
     run = engine.start("approvals", {}, actor="ann")
     with pytest.raises(NotAllowedError, match="not in the roster"):
         engine.complete(run, "draft", actor="mallory", checklist=ALL)
+
+
+def test_timers_fire_after_a_restart_through_the_ledgers_wake_times(
+    make_engine: Make, tmp_path: Path
+) -> None:
+    first = make_engine()
+    run = first.start("approvals", {}, actor="ann")
+    first.complete(run, "draft", actor="cai", fields={"title": "t", "price": 2}, checklist=ALL)
+    assert first.next_wake() == T0 + HOUR  # the first reminder
+    path = str(first.ledger.path)  # type: ignore[attr-defined]
+    first.ledger.close()  # every process stops
+
+    second = make_engine(ledger=path)
+    second.clock.now = T0 + 59 * MINUTE  # type: ignore[attr-defined]
+    assert [] == second.tick()
+    second.clock.now = T0 + HOUR  # type: ignore[attr-defined]
+    assert [run] == second.tick()
+    assert [1] == [e["number"] for e in events(second, run, "task.reminded")]
+    assert second.next_wake() == T0 + 2 * HOUR

@@ -45,6 +45,7 @@ from storeops.ledger import (
     sha256_hex,
 )
 from storeops.ledger.base import event_body
+from storeops.ledger.sqlite import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 WRITER = Path(__file__).with_name("ledger_writer.py")
@@ -229,6 +230,28 @@ class LedgerContract:
         assert (4, stored[-1].hash, at(3)) == (run.head_seq, run.head_hash, run.updated_at)
         report = ledger.verify()
         assert (report.ok, report.runs_checked, report.events_checked) == (True, 1, 4)
+
+    def test_wake_times_schedule_open_runs_only(self, ledger: Ledger) -> None:
+        for name in ("run-1", "run-2", "run-3"):
+            ledger.create_run(record(name), started(name))
+        assert ledger.next_wake() is None
+        ledger.set_wake("run-1", at(30))
+        ledger.set_wake("run-2", at(10))
+        ledger.set_wake("run-3", at(20))
+        ledger.set_wake("run-3", at(50))  # a later decision replaces the earlier one
+        assert at(10) == ledger.next_wake()
+        assert ["run-2"] == ledger.due_runs(at(15))
+        assert ["run-2", "run-1"] == ledger.due_runs(at(40))
+        assert ["run-2"] == ledger.due_runs(at(40), limit=1)
+        ledger.append("run-2", [NewEvent("run.finished", at(41), {"status": "succeeded"})])
+        assert ["run-1", "run-3"] == ledger.due_runs(at(60))  # finished runs never wake
+        ledger.set_wake("run-1", None)
+        assert at(50) == ledger.next_wake()
+        with pytest.raises(RunNotFoundError):
+            ledger.set_wake("no-such-run", at(1))
+        with pytest.raises(ValueError):
+            ledger.set_wake("run-3", "tomorrow")
+        assert ledger.verify().ok  # wake times are outside the hash chain
 
     def test_returned_data_does_not_alias_the_callers_dict(self, ledger: Ledger) -> None:
         data: dict[str, Any] = {"items": [1]}
@@ -479,8 +502,21 @@ def test_reopening_keeps_everything(db: Path) -> None:
     with open_ledger(db) as again:
         assert len(again.events("run-1")) == 3
         assert again.verify().ok
-    assert raw_value(db, "PRAGMA user_version") == 1
+    assert raw_value(db, "PRAGMA user_version") == SCHEMA_VERSION
     assert raw_value(db, "PRAGMA journal_mode") == "wal"
+
+
+def test_a_version_1_ledger_is_brought_up_to_date(db: Path) -> None:
+    with open_ledger(db) as first:
+        make_run(first, events=3)
+    with raw(db) as conn:  # what a version 1 file looked like: no wakes table
+        conn.execute("DROP TABLE wakes")
+        conn.execute("PRAGMA user_version = 1")
+    with open_ledger(db) as again:
+        assert len(again.events("run-1")) == 3
+        again.set_wake("run-1", at(5))
+        assert ["run-1"] == again.due_runs(at(6))
+    assert raw_value(db, "PRAGMA user_version") == SCHEMA_VERSION
 
 
 def test_newer_schema_is_refused(db: Path) -> None:

@@ -173,7 +173,13 @@ def test_tables_live_in_the_named_schema_with_their_version(
         " WHERE table_schema = $1",
         schema,
     )
-    assert ["ledger_definitions", "ledger_events", "ledger_meta", "ledger_runs"] == tables
+    assert [
+        "ledger_definitions",
+        "ledger_events",
+        "ledger_meta",
+        "ledger_runs",
+        "ledger_wakes",
+    ] == tables
     assert str(SCHEMA_VERSION) == raw.fetchval(
         "SELECT value FROM ledger_meta WHERE key = 'schema_version'"
     )
