@@ -21,7 +21,7 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 STAMP = VENV / ".storeops-installed"
 
-TYPED = ["storeops"]
+TYPED = ["storeops", "flows"]
 
 
 def _say(text: str) -> None:

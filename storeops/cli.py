@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 
 from storeops.diagnostics import CODES, codes_markdown
 from storeops.errors import ConfigError, DefinitionError, StoreopsError
+from storeops.settings import Settings
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -27,62 +27,15 @@ EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 # ---------------------------------------------------------------- settings
 
 
-def project_root() -> Path:
-    """The nearest folder (from the working directory up) that has sops/, else cwd."""
-    here = Path.cwd()
-    for folder in (here, *here.parents):
-        if (folder / "sops").is_dir() and (folder / "templates").is_dir():
-            return folder
-    return here
-
-
-class Settings:
-    def __init__(self, args: argparse.Namespace) -> None:
-        root = project_root()
-        self.home = Path(args.home or os.environ.get("STOREOPS_HOME") or root / ".storeops")
-        self.ledger_url = (
-            args.ledger or os.environ.get("STOREOPS_LEDGER") or str(self.home / "ledger.db")
-        )
-        self.sops = Path(args.sops or os.environ.get("STOREOPS_SOPS") or root / "sops")
-        self.templates = Path(
-            args.templates or os.environ.get("STOREOPS_TEMPLATES") or root / "templates"
-        )
-        self.roster_path = Path(
-            args.roster or os.environ.get("STOREOPS_ROSTER") or self.sops / "team.yaml"
-        )
-        lang = args.lang or os.environ.get("STOREOPS_LANG") or os.environ.get("LANG", "")
-        self.locale = "zh-CN" if lang.lower().startswith("zh") else "en"
-
-    def roster(self) -> Any:
-        from storeops.loader import load_roster
-
-        if not self.roster_path.is_file():
-            raise ConfigError(
-                f"no roster at {self.roster_path}; give --roster FILE (or STOREOPS_ROSTER), "
-                "or create team.yaml beside the SOPs"
-            )
-        roster, problems = load_roster(self.roster_path)
-        if roster is None:
-            raise DefinitionError(problems)
-        return roster
-
-    def engine(self) -> Any:
-        from storeops.ledger import open_ledger
-        from storeops.runtime import BuiltinExecutor, Engine
-        from storeops.templates import TemplateLibrary
-
-        if not self.sops.is_dir():
-            raise ConfigError(f"no SOP library at {self.sops}; give --sops DIR (or STOREOPS_SOPS)")
-        if "://" not in self.ledger_url:
-            Path(self.ledger_url).parent.mkdir(parents=True, exist_ok=True)
-        templates = TemplateLibrary(self.templates)
-        return Engine(
-            ledger=open_ledger(self.ledger_url),
-            sops_dir=self.sops,
-            templates=templates,
-            roster=self.roster(),
-            executor=BuiltinExecutor(templates),
-        )
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings(
+        home=args.home,
+        ledger=args.ledger,
+        sops=args.sops,
+        templates=args.templates,
+        roster=args.roster,
+        lang=args.lang,
+    )
 
 
 def _emit_json(value: Any) -> None:
@@ -587,7 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        cfg = Settings(args)
+        cfg = _settings(args)
         code: int = args.func(args, cfg)
         return code
     except DefinitionError as exc:
