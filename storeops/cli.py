@@ -403,6 +403,24 @@ def cmd_simulate(args: argparse.Namespace, cfg: Settings) -> int:
     return EXIT_OK if result.ok and report.ok else EXIT_PROBLEMS
 
 
+def cmd_up(args: argparse.Namespace, cfg: Settings) -> int:
+    from storeops.stack import cmd_up as up
+
+    return up(cfg.home, port=args.port)
+
+
+def cmd_down(args: argparse.Namespace, cfg: Settings) -> int:
+    from storeops.stack import cmd_down as down
+
+    return down(cfg.home)
+
+
+def cmd_status(args: argparse.Namespace, cfg: Settings) -> int:
+    from storeops.stack import cmd_status as status
+
+    return status(cfg.home)
+
+
 def cmd_demo(args: argparse.Namespace, cfg: Settings) -> int:
     from storeops.demo import run_demo
 
@@ -530,6 +548,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ledger-file", help="keep the simulated ledger here (default: memory)")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_simulate)
+
+    p = add_parser("up", help="start the local stack (Prefect server on 127.0.0.1)")
+    p.add_argument("--port", type=int, help="Prefect server port (default 4200, else free)")
+    p.set_defaults(func=cmd_up)
+
+    p = add_parser("down", help="stop exactly what `storeops up` started")
+    p.set_defaults(func=cmd_down)
+
+    p = add_parser("status", help="what the local stack runs, and whether it is healthy")
+    p.set_defaults(func=cmd_status)
 
     p = add_parser("demo", help="validate the library and simulate promotion prep")
     p.set_defaults(func=cmd_demo)

@@ -640,6 +640,7 @@ class Engine:
         note: str | None = None,
         reject: bool = False,
         reason: str | None = None,
+        drive: bool = True,
     ) -> m.Run:
         """The one completion path (CLI, inbox, simulator): check, record, then drive.
 
@@ -688,6 +689,9 @@ class Engine:
                 self._append(run_id, [event], head)
             except ConcurrentAppendError:
                 continue
+            if not drive:  # someone else (the run-sop flow) carries the run forward
+                run.apply(event)
+                return run
             return self.drive(run_id)
         raise RunError(f"run {run_id}: too much contention completing {step!r}; try again")
 

@@ -62,3 +62,20 @@ def make_engine(tmp_path: Path) -> Iterator[Callable[..., Engine]]:
     yield make
     for engine in made:
         engine.ledger.close()
+
+
+# ---------------------------------------------------------------- Prefect server (session)
+# One real Prefect server per test session (tests/prefect_server.py, storeops.stack).
+# Tests that need Prefect take `prefect_api_url`; it is started on first use only.
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """API URL (…/api) of the session's Prefect server; PREFECT_API_URL is set meanwhile."""
+    from tests.prefect_server import session_prefect_server
+
+    with session_prefect_server(tmp_path_factory.mktemp("prefect")) as api_url:
+        yield api_url
+
+
+# ---------------------------------------------------------------- end Prefect server
