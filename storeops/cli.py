@@ -158,7 +158,12 @@ def _print_tasks(tasks: list[dict[str, Any]], locale: str) -> None:
 def cmd_start(args: argparse.Namespace, cfg: Settings) -> int:
     engine = cfg.engine()
     params = _pairs(args.param, "--param")
-    run_id = engine.start(args.sop, params, actor=_actor(args, engine), key=args.key)
+    runner = _runner_up(cfg)
+    run_id = engine.start(
+        args.sop, params, actor=_actor(args, engine), key=args.key, drive=not runner
+    )
+    if runner:
+        _handed_over(cfg, run_id)
     run, _head, _stored = engine.load(run_id)
     if args.format == "json":
         _emit_json({"run": run_id, "status": run.status, "tasks": engine.tasks()})
@@ -166,6 +171,22 @@ def cmd_start(args: argparse.Namespace, cfg: Settings) -> int:
         print(f"started {run_id} ({run.status})")
         _print_tasks([t for t in engine.tasks() if t["run"] == run_id], cfg.locale)
     return EXIT_OK
+
+
+def _runner_up(cfg: Settings) -> bool:
+    """True when `storeops up` runs a runner: then the run-sop flow drives, not this CLI."""
+    from storeops.wake import runner_url
+
+    return runner_url(cfg.home) is not None
+
+
+def _handed_over(cfg: Settings, run_id: str) -> None:
+    """Wake the runner; if it does not answer, drive in-process so nothing waits."""
+    from storeops.wake import wake_runner
+
+    if not wake_runner(cfg.home, run_id):
+        print("runner did not answer; driving the run in this process", file=sys.stderr)
+        cfg.engine().drive(run_id)
 
 
 def _actor(args: argparse.Namespace, engine: Any) -> str:
@@ -272,7 +293,10 @@ def cmd_done(args: argparse.Namespace, cfg: Settings) -> int:
         evidence=evidence,
         checklist=_checklist(args.check),
         note=args.note,
+        drive=not _runner_up(cfg),
     )
+    if _runner_up(cfg):
+        _handed_over(cfg, args.run)
     print(f"{args.step} completed by {actor}; run {args.run} is {after.status}")
     _print_tasks([t for t in engine.tasks() if t["run"] == args.run], cfg.locale)
     return EXIT_OK
@@ -281,7 +305,12 @@ def cmd_done(args: argparse.Namespace, cfg: Settings) -> int:
 def cmd_reject(args: argparse.Namespace, cfg: Settings) -> int:
     engine = cfg.engine()
     actor = _actor(args, engine)
-    after = engine.complete(args.run, args.step, actor=actor, reject=True, reason=args.reason)
+    runner = _runner_up(cfg)
+    after = engine.complete(
+        args.run, args.step, actor=actor, reject=True, reason=args.reason, drive=not runner
+    )
+    if runner:
+        _handed_over(cfg, args.run)
     print(f"{args.step} rejected by {actor}; run {args.run} is {after.status}")
     _print_tasks([t for t in engine.tasks() if t["run"] == args.run], cfg.locale)
     return EXIT_OK
@@ -406,13 +435,16 @@ def cmd_simulate(args: argparse.Namespace, cfg: Settings) -> int:
 def cmd_up(args: argparse.Namespace, cfg: Settings) -> int:
     from storeops.stack import cmd_up as up
 
-    return up(cfg.home, port=args.port)
+    return up(cfg.home, port=args.port, storeops_env=cfg.environment())
 
 
 def cmd_down(args: argparse.Namespace, cfg: Settings) -> int:
     from storeops.stack import cmd_down as down
+    from storeops.wake import RUNNER_FILE
 
-    return down(cfg.home)
+    code = down(cfg.home)
+    (cfg.home / RUNNER_FILE).unlink(missing_ok=True)  # a killed runner leaves it behind
+    return code
 
 
 def cmd_status(args: argparse.Namespace, cfg: Settings) -> int:

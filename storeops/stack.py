@@ -165,10 +165,14 @@ class Stack:
         ui: bool = True,
         cache_dir: Path | None = None,
         python: str = sys.executable,
+        runner: bool = True,
+        storeops_env: Mapping[str, str] | None = None,
     ) -> None:
         self.home = Path(home).absolute()
         self.port = port
         self.ui = ui
+        self.with_runner = runner
+        self.storeops_env = dict(storeops_env or {})
         self.cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
         self.python = python
 
@@ -199,7 +203,23 @@ class Stack:
     def components(self, port: int) -> list[Component]:
         """What `up` starts, in order. Later parts of the stack (a worker or runner, the
         inbox web server) are added here; each gets the server URL from `port`."""
-        return [self.prefect_server(port)]
+        server = self.prefect_server(port)
+        return [server, self.runner(port)] if self.with_runner else [server]
+
+    def runner(self, port: int) -> Component:
+        """flows.runner: wakes runs (completions, due timers) as run-sop flow runs."""
+        env = {
+            "PREFECT_API_URL": f"http://{HOST}:{port}/api",
+            "PREFECT_HOME": str(self.prefect_home / "client"),
+            "STOREOPS_HOME": str(self.home),
+            "PYTHONUNBUFFERED": "1",
+            **self.storeops_env,
+        }
+        return Component(
+            name="runner",
+            argv=(self.python, "-m", "flows.runner"),
+            env=env,
+        )
 
     def prefect_server(self, port: int) -> Component:
         base = f"http://{HOST}:{port}"
@@ -693,9 +713,15 @@ def _indent(text: str) -> str:
 # ---------------------------------------------------------------- commands
 
 
-def cmd_up(home: Path, *, port: int | None = None, timeout: float = 60.0) -> int:
+def cmd_up(
+    home: Path,
+    *,
+    port: int | None = None,
+    timeout: float = 60.0,
+    storeops_env: Mapping[str, str] | None = None,
+) -> int:
     """`storeops up`: start the stack (or reuse it) and print where everything is."""
-    stack = Stack(home, port=port)
+    stack = Stack(home, port=port, storeops_env=storeops_env)
     try:
         result = stack.up(timeout=timeout)
     except StoreopsError as exc:

@@ -22,7 +22,7 @@ CLIENT_ENV = ("PREFECT_API_URL", "PREFECT_HOME")
 @contextlib.contextmanager
 def running_prefect_server(home: Path, *, timeout: float = 120.0) -> Iterator[str]:
     """Start a Prefect server under `home`, yield its API URL (…/api), stop it after."""
-    stack = Stack(home, port=0, ui=False)
+    stack = Stack(home, port=0, ui=False, runner=False)
     result = stack.up(timeout=timeout)
     try:
         yield result.urls["prefect_api"]

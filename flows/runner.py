@@ -1,0 +1,189 @@
+"""The runner: one light process that starts a run-sop flow run whenever a run has work.
+
+Outer edge (Prefect, FastAPI, uvicorn — all brought by Prefect). A run gets work when a
+person completes a step (the CLI or the inbox records it in the ledger, then POSTs
+`/wake/RUN` here) or when one of its timers is due (wake times live in the ledger, so
+they survive restarts of every process). Each wake becomes one short flow run that ends
+when only people or future timers remain, so no process is held while people work; wakes
+for a run that is being driven are coalesced into one more pass. Listens on 127.0.0.1
+only and writes its address to STOREOPS_HOME/runner.json once it is ready.
+
+    python -m flows.runner [--port 0] [--concurrency 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from flows.run_sop import drive_on_prefect
+from storeops.durations import iso_to_us, us_to_iso
+from storeops.settings import Settings
+from storeops.wake import RUNNER_FILE
+
+log = logging.getLogger("storeops.runner")
+
+#: The longest the timer loop sleeps: wake times set by other processes are seen by then.
+MAX_SLEEP = 2.0
+#: A run whose drive failed is not retried before this many seconds.
+FAILURE_BACKOFF = 30.0
+
+
+class Runner:
+    """Coalesces wakes per run, bounds concurrent flow runs, and fires due timers."""
+
+    def __init__(self, settings: Settings, *, concurrency: int = 8) -> None:
+        self.settings = settings
+        self.limit = asyncio.Semaphore(concurrency)
+        self.active: set[str] = set()
+        self.again: set[str] = set()
+        self.failed_until: dict[str, float] = {}
+        self.kick = asyncio.Event()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.driven = 0
+
+    def wake(self, run_id: str) -> None:
+        """Make sure `run_id` gets a flow run soon (one more pass if one is running)."""
+        if run_id in self.active:
+            self.again.add(run_id)
+            return
+        self.active.add(run_id)
+        task = asyncio.create_task(self._drive(run_id))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _drive(self, run_id: str) -> None:
+        try:
+            while True:
+                self.again.discard(run_id)
+                async with self.limit:
+                    await drive_on_prefect(run_id, self.settings)
+                self.driven += 1
+                if run_id not in self.again:
+                    break
+            self.failed_until.pop(run_id, None)
+        except Exception:  # one broken run must not stop the others; it is logged
+            log.exception("driving run %s failed; retrying in %ss", run_id, FAILURE_BACKOFF)
+            self.failed_until[run_id] = time.monotonic() + FAILURE_BACKOFF
+        finally:
+            self.active.discard(run_id)
+            self.kick.set()
+
+    async def timers(self) -> None:
+        """Wake every run whose timers are due; sleep until the next one (or a kick)."""
+        ledger = self.settings.engine().ledger
+        try:
+            while True:
+                now = time.time_ns() // 1000
+                for run_id in ledger.due_runs(us_to_iso(now), 500):
+                    # A run being driven updates its wake time when that pass ends.
+                    if run_id in self.active:
+                        continue
+                    if self.failed_until.get(run_id, 0.0) <= time.monotonic():
+                        self.wake(run_id)
+                following = ledger.next_wake()
+                delay = MAX_SLEEP
+                if following is not None:
+                    delay = min(MAX_SLEEP, max(0.01, (iso_to_us(following) - now) / 1e6))
+                self.kick.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.kick.wait(), delay)
+        finally:
+            ledger.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its habit of re-raising SIGTERM after shutdown (which would kill the
+    process before the runner forgets its address)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM)
+        for sig in signals:
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+
+
+def make_app(runner: Runner) -> FastAPI:
+    app = FastAPI(title="storeops runner", docs_url=None, redoc_url=None)
+
+    @app.post("/wake/{run_id}", status_code=202)
+    async def wake(run_id: str) -> dict[str, Any]:
+        runner.wake(run_id)
+        return {"run": run_id, "queued": True}
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"ok": True, "active": sorted(runner.active), "driven": runner.driven}
+
+    return app
+
+
+async def serve(settings: Settings, *, port: int = 0, concurrency: int = 8) -> None:
+    runner = Runner(settings, concurrency=concurrency)
+    config = uvicorn.Config(
+        make_app(runner), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+    )
+    server = _Server(config)
+    timers = asyncio.create_task(runner.timers())
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            await serving  # raises why it could not start
+            return
+        await asyncio.sleep(0.02)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    state = settings.home / RUNNER_FILE
+    settings.home.mkdir(parents=True, exist_ok=True)
+    temporary = state.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"url": f"http://127.0.0.1:{bound}", "pid": os.getpid()}))
+    temporary.replace(state)
+    try:
+        await serving
+    finally:
+        _forget(state)
+        timers.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await timers
+
+
+def _forget(state: Path) -> None:
+    """Remove runner.json if it is ours, so clients stop sending wakes here."""
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(state.read_text()).get("pid") == os.getpid():
+            state.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.runner", description=__doc__)
+    parser.add_argument("--port", type=int, default=0, help="loopback port (0: any free)")
+    parser.add_argument("--concurrency", type=int, default=8, help="flow runs at once")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = Settings()
+    try:
+        asyncio.run(serve(settings, port=args.port, concurrency=args.concurrency))
+    finally:  # also when a signal ends a flow run abruptly
+        _forget(settings.home / RUNNER_FILE)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

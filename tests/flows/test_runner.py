@@ -1,0 +1,96 @@
+"""The runner against a real Prefect server: wakes after completions, and timers by itself."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from storeops.runtime import Engine
+from storeops.settings import Settings
+from storeops.wake import runner_url, wake_runner
+from tests.conftest import FIXTURES, ROOT, VALID
+
+
+@pytest.fixture
+def runner(prefect_api_url: str, tmp_path: Path) -> Iterator[Settings]:
+    env = {
+        **os.environ,
+        "STOREOPS_HOME": str(tmp_path),
+        "STOREOPS_LEDGER": str(tmp_path / "ledger.db"),
+        "STOREOPS_SOPS": str(VALID),
+        "STOREOPS_TEMPLATES": str(FIXTURES / "templates"),
+        "STOREOPS_ROSTER": str(VALID / "team.yaml"),
+        "PREFECT_API_URL": prefect_api_url,
+    }
+    log = (tmp_path / "runner.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flows.runner"], env=env, cwd=ROOT, stdout=log, stderr=log
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while runner_url(tmp_path) is None:
+            assert process.poll() is None, (tmp_path / "runner.log").read_text()
+            assert time.monotonic() < deadline, "the runner never became ready"
+            time.sleep(0.1)
+        yield Settings(
+            home=str(tmp_path),
+            ledger=str(tmp_path / "ledger.db"),
+            sops=str(VALID),
+            templates=str(FIXTURES / "templates"),
+            roster=str(VALID / "team.yaml"),
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+    assert not (tmp_path / "runner.json").exists()  # a clean stop removes its address
+
+
+def wait_for(check: Callable[[], bool], seconds: float = 30.0) -> float:
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < seconds, "timed out"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def open_steps(engine: Engine, run_id: str) -> list[str]:
+    return [t.step for t in engine.load(run_id)[0].active_tasks()]
+
+
+def test_completions_wake_the_run_through_the_runner(runner: Settings) -> None:
+    engine = runner.engine()
+    run_id = engine.start("approvals", {}, actor="ann", drive=False)
+    assert [] == open_steps(engine, run_id)
+    assert wake_runner(runner.home, run_id)
+    wait_for(lambda: open_steps(engine, run_id) == ["draft"])
+    engine.complete(
+        run_id,
+        "draft",
+        actor="cai",
+        fields={"title": "t", "price": 2},
+        checklist={0: "done"},
+        drive=False,
+    )
+    assert wake_runner(runner.home, run_id)
+    wait_for(lambda: open_steps(engine, run_id) == ["approve"])
+    assigned = [e for e in engine.ledger.events(run_id) if e.type == "task.assigned"]
+    assert ["draft", "approve"] == [e.data["step"] for e in assigned]
+    engine.ledger.close()
+
+
+def test_timers_fire_without_anyone_acting(runner: Settings) -> None:
+    engine = runner.engine()
+    run_id = engine.start("quick-wait", {}, actor="ann", drive=False)
+    assert wake_runner(runner.home, run_id)
+    wait_for(lambda: open_steps(engine, run_id) == ["check"], seconds=30)  # the 2 s wait ended
+    wait_for(lambda: engine.ledger.get_run(run_id).status == "succeeded", seconds=30)
+    kinds = [e.type for e in engine.ledger.events(run_id)]
+    assert "task.timed_out" in kinds  # the 3 s timeout fired (policy skip) with nobody there
+    engine.ledger.close()
