@@ -8,7 +8,7 @@ when only people or future timers remain, so no process is held while people wor
 for a run that is being driven are coalesced into one more pass. Listens on 127.0.0.1
 only and writes its address to STOREOPS_HOME/runner.json once it is ready.
 
-    python -m flows.runner [--port 0] [--concurrency 8]
+    python -m flows.runner [--port 0] [--concurrency 2]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ FAILURE_BACKOFF = 30.0
 class Runner:
     """Coalesces wakes per run, bounds concurrent flow runs, and fires due timers."""
 
-    def __init__(self, settings: Settings, *, concurrency: int = 8) -> None:
+    def __init__(self, settings: Settings, *, concurrency: int = 2) -> None:
         self.settings = settings
         self.limit = asyncio.Semaphore(concurrency)
         self.active: set[str] = set()
@@ -136,7 +136,7 @@ def make_app(runner: Runner) -> FastAPI:
     return app
 
 
-async def serve(settings: Settings, *, port: int = 0, concurrency: int = 8) -> None:
+async def serve(settings: Settings, *, port: int = 0, concurrency: int = 2) -> None:
     runner = Runner(settings, concurrency=concurrency)
     config = uvicorn.Config(
         make_app(runner), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
@@ -174,7 +174,9 @@ def _forget(state: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.runner", description=__doc__)
     parser.add_argument("--port", type=int, default=0, help="loopback port (0: any free)")
-    parser.add_argument("--concurrency", type=int, default=8, help="flow runs at once")
+    parser.add_argument(
+        "--concurrency", type=int, default=2, help="flow runs at once (SQLite server: 1-2)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = Settings()

@@ -112,7 +112,7 @@ def test_lifecycle_up_reuse_status_flow_down(
         assert api.startswith("http://127.0.0.1:")
         assert httpx.get(f"{api}/health", timeout=5).status_code == 200
         recorded = json.loads((home / "stack.json").read_text())["processes"]
-        assert ["prefect-server"] == [p["name"] for p in recorded]
+        assert ["prefect-server", "runner"] == [p["name"] for p in recorded]
         server = recorded[0]
         assert first.processes[0].pid == server["pid"]
         assert "--host" in server["argv"]
@@ -143,7 +143,9 @@ def test_lifecycle_up_reuse_status_flow_down(
     finally:
         stopped = stack.down()
 
-    assert [("prefect-server", "stopped")] == [(s.name, s.outcome) for s in stopped]
+    assert [("runner", "stopped"), ("prefect-server", "stopped")] == [
+        (s.name, s.outcome) for s in stopped
+    ]
     pid, port = server["pid"], server["port"]
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
