@@ -233,6 +233,8 @@ class Engine:
             raise RunError(f"could not find a free run id for {sop.id}")
         if drive:
             self.drive(run_id)
+        else:
+            self.ledger.set_wake(run_id, us_to_iso(now))  # due now: a runner will take it
         return run_id
 
     def load(self, run_id: str) -> tuple[m.Run, int, list[StoredEvent]]:
@@ -264,6 +266,10 @@ class Engine:
         key once the timeout has passed without a result (the other driver crashed).
         """
         run, head, _stored = self.load(run_id)
+        if run.status == "running":
+            # Due now until this pass settles: a driver that dies mid-way leaves the run
+            # due, so the next one (the runner's timer loop) picks it up.
+            self.ledger.set_wake(run_id, us_to_iso(self.clock()))
         for _ in range(max_rounds):
             now = self.clock()
             decided = run.advance(now)
@@ -690,6 +696,7 @@ class Engine:
             except ConcurrentAppendError:
                 continue
             if not drive:  # someone else (the run-sop flow) carries the run forward
+                self.ledger.set_wake(run_id, us_to_iso(now))  # due now, even if no wake arrives
                 run.apply(event)
                 return run
             return self.drive(run_id)

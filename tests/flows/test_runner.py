@@ -94,3 +94,22 @@ def test_timers_fire_without_anyone_acting(runner: Settings) -> None:
     kinds = [e.type for e in engine.ledger.events(run_id)]
     assert "task.timed_out" in kinds  # the 3 s timeout fired (policy skip) with nobody there
     engine.ledger.close()
+
+
+def test_a_completion_whose_wake_is_lost_is_still_picked_up(runner: Settings) -> None:
+    """The ledger is written first; the wake is a nudge. Without it, the timer loop finds
+    the run due (within its 2 s poll) and drives it."""
+    engine = runner.engine()
+    run_id = engine.start("approvals", {}, actor="ann", drive=False)  # no wake sent
+    waited = wait_for(lambda: open_steps(engine, run_id) == ["draft"], seconds=30)
+    engine.complete(
+        run_id,
+        "draft",
+        actor="cai",
+        fields={"title": "t", "price": 2},
+        checklist={0: "done"},
+        drive=False,
+    )  # again no wake
+    wait_for(lambda: open_steps(engine, run_id) == ["approve"], seconds=30)
+    assert waited < 30
+    engine.ledger.close()
