@@ -25,11 +25,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel, Field
 
 from flows.run_sop import drive_on_prefect
 from storeops.durations import iso_to_us, us_to_iso
+from storeops.errors import StoreopsError
 from storeops.settings import Settings
 from storeops.wake import RUNNER_FILE
 
@@ -104,6 +107,13 @@ class Runner:
             ledger.close()
 
 
+class Alert(BaseModel):
+    key: str = Field(min_length=1, max_length=200)
+    sop: str = "peak-traffic"
+    severity: str | None = None
+    summary: str | None = Field(default=None, max_length=2000)
+
+
 class _Server(uvicorn.Server):
     """uvicorn, minus its habit of re-raising SIGTERM after shutdown (which would kill the
     process before the runner forgets its address)."""
@@ -128,6 +138,27 @@ def make_app(runner: Runner) -> FastAPI:
     async def wake(run_id: str) -> dict[str, Any]:
         runner.wake(run_id)
         return {"run": run_id, "queued": True}
+
+    @app.post("/alerts", status_code=202)
+    async def alert(alert: Alert) -> dict[str, Any]:
+        """Our incoming webhook (Prefect OSS has none): one open incident per key."""
+        engine = runner.settings.engine()
+        try:
+            run_id, started = await anyio.to_thread.run_sync(
+                lambda: engine.raise_alert(
+                    alert.key,
+                    sop=alert.sop,
+                    severity=alert.severity,
+                    summary=alert.summary,
+                    drive=False,
+                )
+            )
+        except StoreopsError as exc:  # unknown runbook, bad severity: the caller's mistake
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        finally:
+            engine.ledger.close()
+        runner.wake(run_id)
+        return {"run": run_id, "started": started}
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

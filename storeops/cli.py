@@ -432,6 +432,23 @@ def cmd_simulate(args: argparse.Namespace, cfg: Settings) -> int:
     return EXIT_OK if result.ok and report.ok else EXIT_PROBLEMS
 
 
+def cmd_alert(args: argparse.Namespace, cfg: Settings) -> int:
+    engine = cfg.engine()
+    runner = _runner_up(cfg)
+    run_id, started = engine.raise_alert(
+        args.key,
+        sop=args.sop,
+        severity=args.severity,
+        summary=args.summary,
+        drive=not runner,
+    )
+    if runner:
+        _handed_over(cfg, run_id)
+    what = "started" if started else "already open (repeat recorded)"
+    print(f"alert {args.key}: {args.sop} run {run_id} {what}")
+    return EXIT_OK
+
+
 def cmd_up(args: argparse.Namespace, cfg: Settings) -> int:
     from storeops.stack import cmd_up as up
 
@@ -580,6 +597,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ledger-file", help="keep the simulated ledger here (default: memory)")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_simulate)
+
+    p = add_parser("alert", help="start the incident runbook for an alert (once per key)")
+    p.add_argument("key", help="the alert key, e.g. storefront-latency")
+    p.add_argument("--severity", help="passed to the runbook's `severity` parameter")
+    p.add_argument("--summary", help="passed to the runbook's `summary` parameter")
+    p.add_argument(
+        "--sop", default="peak-traffic", help="the runbook to start (default peak-traffic)"
+    )
+    p.set_defaults(func=cmd_alert)
 
     p = add_parser("up", help="start the local stack (Prefect server on 127.0.0.1)")
     p.add_argument("--port", type=int, help="Prefect server port (default 4200, else free)")

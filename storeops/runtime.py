@@ -237,6 +237,43 @@ class Engine:
             self.ledger.set_wake(run_id, us_to_iso(now))  # due now: a runner will take it
         return run_id
 
+    def raise_alert(
+        self,
+        key: str,
+        *,
+        sop: str,
+        severity: str | None = None,
+        summary: str | None = None,
+        actor: str = "monitor",
+        drive: bool = True,
+    ) -> tuple[str, bool]:
+        """Start the runbook for an alert, once: (run id, whether this call started it).
+
+        One open incident per (runbook, alert key). Two alerts racing from two processes
+        compute the same run id (key + count of earlier incidents), so the ledger lets
+        exactly one create it; the other gets that run back. A repeat is recorded in the
+        open run as `alert.repeated`.
+        """
+        loaded = self.load_definition(sop)
+        for _ in range(10):
+            existing = self.ledger.find_run(sop, key, open_only=True)
+            if existing is not None:
+                data = {"key": key, "severity": severity, "summary": summary, "actor": actor}
+                self.ledger.append(
+                    existing.run_id, [NewEvent("alert.repeated", us_to_iso(self.clock()), data)]
+                )
+                return existing.run_id, False
+            earlier = [r for r in self.ledger.runs(sop_id=sop) if r.business_key == key]
+            run_id = f"{sop}-{_slug(key)}-{_short_hash(sop, key)[:6]}-{len(earlier) + 1}"
+            offered = {"alert_key": key, "severity": severity, "summary": summary}
+            params = {k: v for k, v in offered.items() if k in loaded.spec.params and v is not None}
+            try:
+                self.start_loaded(loaded, params, actor=actor, key=key, drive=drive, run_id=run_id)
+            except RunExistsError:
+                continue  # another process started it a moment ago: look again
+            return run_id, True
+        raise RunError(f"could not start or find the {sop} run for alert {key!r}")
+
     def load(self, run_id: str) -> tuple[m.Run, int, list[StoredEvent]]:
         """Replay a run from the ledger: (machine, head sequence, stored events)."""
         try:
@@ -929,6 +966,11 @@ def validate_evidence(
                 f"({max(spec.min_count, 1)} file(s), {count} given)"
             )
     return {k: list(v) for k, v in given.items()}
+
+
+def _slug(text: str) -> str:
+    cleaned = "".join(c if c.isascii() and c.isalnum() else "-" for c in text.lower())
+    return "-".join(part for part in cleaned.split("-") if part)[:40] or "alert"
 
 
 def _short_hash(*parts: object) -> str:

@@ -235,3 +235,30 @@ def test_simulate_rejects_a_bad_script_clearly(tmp_path: Path, bad: str) -> None
     result = cli(tmp_path, *FIXTURE_ARGS, "simulate", "--script", str(script), check=False)
     assert 1 == result.returncode
     assert str(script) in result.stderr
+
+
+def test_two_alerts_racing_open_one_incident(tmp_path: Path) -> None:
+    go = time.time() + 1.5
+    argv = [*FIXTURE_ARGS, "alert", "db-down", "--sop", "incident", "--severity", "sev1"]
+    script = (
+        "import time, sys; from storeops.cli import main; "
+        f"time.sleep(max(0, {go} - time.time())); sys.exit(main({argv!r}))"
+    )
+    env = {**os.environ, "STOREOPS_HOME": str(tmp_path)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [0, 0] == [p.returncode for p in procs], outs
+    said = sorted(out.split(" run ")[1].split()[1] for out, _err in outs)
+    assert ["already", "started"] == said, outs
+    runs = json.loads(cli(tmp_path, *FIXTURE_ARGS, "runs", "--format", "json").stdout)
+    assert 1 == len(runs)

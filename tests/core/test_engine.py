@@ -424,3 +424,23 @@ def test_timers_fire_after_a_restart_through_the_ledgers_wake_times(
     assert [run] == second.tick()
     assert [1] == [e["number"] for e in events(second, run, "task.reminded")]
     assert second.next_wake() == T0 + 2 * HOUR
+
+
+def test_alerts_open_one_incident_per_key(make_engine: Make) -> None:
+    engine = make_engine()
+    first, started = engine.raise_alert("storefront-5xx", sop="incident", severity="sev1")
+    again, started_again = engine.raise_alert("storefront-5xx", sop="incident", severity="sev1")
+    other, _ = engine.raise_alert("checkout-latency", sop="incident")
+    assert (True, False) == (started, started_again)
+    assert first == again
+    assert first != other
+    assert ["command"] == [t.step for t in engine.load(first)[0].active_tasks()]
+    assert {"alert_key": "storefront-5xx", "severity": "sev1"} == engine.load(first)[0].params
+    assert 1 == len(events(engine, first, "alert.repeated"))
+    engine.complete(first, "command", actor="ann")
+    assert "succeeded" == engine.ledger.get_run(first).status
+    later, started_later = engine.raise_alert("storefront-5xx", sop="incident")
+    assert started_later
+    assert later != first  # the first incident is closed: a new one opens
+    with pytest.raises(InvalidInputError, match="sev9"):
+        engine.raise_alert("x", sop="incident", severity="sev9")

@@ -113,3 +113,21 @@ def test_a_completion_whose_wake_is_lost_is_still_picked_up(runner: Settings) ->
     wait_for(lambda: open_steps(engine, run_id) == ["approve"], seconds=30)
     assert waited < 30
     engine.ledger.close()
+
+
+def test_alerts_through_the_runner_start_one_runbook(runner: Settings) -> None:
+    import httpx
+
+    url = runner_url(runner.home)
+    body = {"key": "storefront-5xx", "sop": "incident", "severity": "sev1"}
+    first = httpx.post(f"{url}/alerts", json=body, timeout=30).json()
+    second = httpx.post(f"{url}/alerts", json=body, timeout=30).json()
+    assert first["started"]
+    assert not second["started"]
+    assert first["run"] == second["run"]
+    engine = runner.engine()
+    wait_for(lambda: open_steps(engine, first["run"]) == ["command"])
+    bad = httpx.post(f"{url}/alerts", json={**body, "sop": "no-such-runbook"}, timeout=30)
+    assert 422 == bad.status_code
+    assert "no-such-runbook" in bad.json()["detail"]
+    engine.ledger.close()
