@@ -8,10 +8,13 @@ mapped to a `LedgerError` (with the original chained).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from hashlib import sha256
@@ -116,22 +119,40 @@ class SqliteLedger(Ledger):
         self._conn: sqlite3.Connection | None = None
         if not self._memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            conn = self._conn = self._connect()
-            conn.execute(f"PRAGMA synchronous = {synchronous}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if not self._memory and str(mode).lower() != "wal":
-                raise LedgerError(
-                    f"ledger {self.path}: SQLite refused WAL journal mode (got {mode!r}); "
-                    "the file must be on a local disk"
-                )
-            self._create_schema(conn)
-        except BaseException as exc:
-            self.close()
-            if isinstance(exc, sqlite3.Error):
-                raise LedgerError(f"ledger {self.path}: cannot open the database: {exc}") from exc
-            raise
+        # Several processes opening a new file at once: switching it to WAL and creating
+        # the schema can meet "database is locked" without SQLite's busy handler ever
+        # waiting, so setting up is retried with backoff until the busy timeout.
+        deadline = time.monotonic() + busy_timeout
+        for attempt in itertools.count(1):
+            try:
+                self._set_up(synchronous)
+                return
+            except sqlite3.OperationalError as exc:
+                self.close()
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise LedgerError(
+                        f"ledger {self.path}: cannot open the database: {exc}"
+                    ) from exc
+                time.sleep(min(0.2, 0.005 * attempt) * (1 + random.random()))
+            except BaseException as exc:
+                self.close()
+                if isinstance(exc, sqlite3.Error):
+                    raise LedgerError(
+                        f"ledger {self.path}: cannot open the database: {exc}"
+                    ) from exc
+                raise
+
+    def _set_up(self, synchronous: str) -> None:
+        conn = self._conn = self._connect()
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if not self._memory and str(mode).lower() != "wal":
+            raise LedgerError(
+                f"ledger {self.path}: SQLite refused WAL journal mode (got {mode!r}); "
+                "the file must be on a local disk"
+            )
+        self._create_schema(conn)
 
     def __repr__(self) -> str:
         return f"SqliteLedger({self.path!r})"

@@ -46,6 +46,7 @@ from storeops.ledger import (
 )
 from storeops.ledger.base import event_body
 from storeops.ledger.sqlite import SCHEMA_VERSION
+from tests.conftest import ROOT
 
 REPO = Path(__file__).resolve().parents[2]
 WRITER = Path(__file__).with_name("ledger_writer.py")
@@ -809,3 +810,25 @@ def test_public_api_is_curated() -> None:
         assert hasattr(storeops.ledger, name), name
     for error in ("RunExistsError", "RunNotFoundError", "ConcurrentAppendError"):
         assert issubclass(getattr(storeops.ledger, error), LedgerError)
+
+
+def test_processes_opening_a_new_ledger_at_once_all_succeed(tmp_path: Path) -> None:
+    """Switching a fresh file to WAL can fail with "locked" without SQLite waiting: the
+    ledger retries its set-up, so processes racing to create one file all open it."""
+    go = time.time() + 2.5  # every process has imported storeops well before its moment
+    procs = []
+    for round_ in range(6):
+        path = tmp_path / f"race{round_}" / "ledger.db"
+        script = (
+            "import sys, time; from storeops.ledger import open_ledger; "
+            f"time.sleep(max(0, {go + round_ * 0.2} - time.time())); "
+            f"open_ledger({str(path)!r}).close()"
+        )
+        procs += [
+            subprocess.Popen(
+                [sys.executable, "-c", script], stderr=subprocess.PIPE, text=True, cwd=ROOT
+            )
+            for _ in range(4)
+        ]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert [0] * len(procs) == [p.returncode for p in procs], [e for e in errors if e]
