@@ -167,8 +167,45 @@ def make_app(runner: Runner) -> FastAPI:
     return app
 
 
+async def mark_orphans_crashed() -> int:
+    """Flow runs of `run-sop` still RUNNING when a runner starts were left by a runner that
+    died (SIGKILL, power loss): Prefect would show them running forever. Mark them Crashed.
+    Their SOP runs lose nothing: each is due in the ledger and is driven again at once."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    async with get_client() as client:
+        orphans = await client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["run-sop"])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))
+            ),
+        )
+        for orphan in orphans:
+            await client.set_flow_run_state(
+                orphan.id,
+                Crashed(message="the storeops runner driving it stopped; the run continues"),
+                force=True,
+            )
+    return len(orphans)
+
+
 async def serve(settings: Settings, *, port: int = 0, concurrency: int = 2) -> None:
     runner = Runner(settings, concurrency=concurrency)
+    try:
+        crashed = await mark_orphans_crashed()
+        if crashed:
+            log.info("marked %d flow run(s) of a stopped runner as Crashed", crashed)
+    except Exception:  # Prefect unreachable: the runner still serves; logged
+        log.exception("could not check for flow runs left running by a stopped runner")
     config = uvicorn.Config(
         make_app(runner), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 OPERATIONS: dict[str, str] = {
     "builtin.echo": "return the `with` inputs unchanged (testing, shaping data)",
     "builtin.fail": "fail with the error class given in `error` (drills and tests)",
+    "builtin.sleep": "wait `seconds` (at most 60), then return them (drills and tests)",
     "render.template": "render a template for a locale; result is {text, digest}",
     "store.list_products": "list products, filtered and paginated",
     "store.get_product": "one product by SKU",

@@ -98,6 +98,10 @@ class BuiltinExecutor:
     ) -> Any:
         if uses == "builtin.echo":
             return dict(inputs)
+        if uses == "builtin.sleep":
+            seconds = min(float(inputs.get("seconds", 1)), 60.0, timeout)
+            time.sleep(max(0.0, seconds))
+            return {"slept": seconds}
         if uses == "builtin.fail":
             raise OperationError(
                 str(inputs.get("error", "Error")),

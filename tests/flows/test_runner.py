@@ -17,9 +17,8 @@ from storeops.wake import runner_url, wake_runner
 from tests.conftest import FIXTURES, ROOT, VALID
 
 
-@pytest.fixture
-def runner(prefect_api_url: str, tmp_path: Path) -> Iterator[Settings]:
-    env = {
+def _runner_env(prefect_api_url: str, tmp_path: Path) -> dict[str, str]:
+    return {
         **os.environ,
         "STOREOPS_HOME": str(tmp_path),
         "STOREOPS_LEDGER": str(tmp_path / "ledger.db"),
@@ -28,6 +27,35 @@ def runner(prefect_api_url: str, tmp_path: Path) -> Iterator[Settings]:
         "STOREOPS_ROSTER": str(VALID / "team.yaml"),
         "PREFECT_API_URL": prefect_api_url,
     }
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings(
+        home=str(tmp_path),
+        ledger=str(tmp_path / "ledger.db"),
+        sops=str(VALID),
+        templates=str(FIXTURES / "templates"),
+        roster=str(VALID / "team.yaml"),
+    )
+
+
+def _start_runner(env: dict[str, str], tmp_path: Path, log_name: str) -> subprocess.Popen[bytes]:
+    log = (tmp_path / log_name).open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flows.runner"], env=env, cwd=ROOT, stdout=log, stderr=log
+    )
+    log.close()
+    deadline = time.monotonic() + 60
+    while runner_url(tmp_path) is None:
+        assert process.poll() is None, (tmp_path / log_name).read_text()
+        assert time.monotonic() < deadline, "the runner never became ready"
+        time.sleep(0.1)
+    return process
+
+
+@pytest.fixture
+def runner(prefect_api_url: str, tmp_path: Path) -> Iterator[Settings]:
+    env = _runner_env(prefect_api_url, tmp_path)
     log = (tmp_path / "runner.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "flows.runner"], env=env, cwd=ROOT, stdout=log, stderr=log
@@ -130,4 +158,39 @@ def test_alerts_through_the_runner_start_one_runbook(runner: Settings) -> None:
     bad = httpx.post(f"{url}/alerts", json={**body, "sop": "no-such-runbook"}, timeout=30)
     assert 422 == bad.status_code
     assert "no-such-runbook" in bad.json()["detail"]
+    engine.ledger.close()
+
+
+def test_a_killed_runner_loses_nothing(prefect_api_url: str, tmp_path: Path) -> None:
+    """SIGKILL while an action runs: the next runner marks the orphaned flow run Crashed,
+    and once the action's lease has passed re-runs it with the same idempotency key."""
+    import httpx
+
+    env = _runner_env(prefect_api_url, tmp_path)
+    settings = _settings(tmp_path)
+    engine = settings.engine()
+    first = _start_runner(env, tmp_path, "runner-1.log")
+    run_id = engine.start("slow-action", {}, actor="ann", drive=False)
+    assert wake_runner(tmp_path, run_id)
+    kinds = lambda: [e.type for e in engine.ledger.events(run_id)]  # noqa: E731
+    wait_for(lambda: "action.attempted" in kinds())
+    first.kill()  # SIGKILL: no cleanup at all
+    first.wait(timeout=30)
+    second = _start_runner(env, tmp_path, "runner-2.log")
+    try:
+        wait_for(lambda: open_steps(engine, run_id) == ["check"], seconds=60)
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+    attempts = [e.data for e in engine.ledger.events(run_id) if e.type == "action.attempted"]
+    assert 2 == len(attempts)
+    assert attempts[0]["idempotency_key"] == attempts[1]["idempotency_key"]
+    assert 1 == kinds().count("action.succeeded")
+    found = httpx.post(
+        f"{prefect_api_url}/flow_runs/filter",
+        json={"flow_runs": {"tags": {"all_": ["sop:slow-action"]}}},
+        timeout=30,
+    ).json()
+    assert "CRASHED" in {r["state_type"] for r in found}
+    assert engine.ledger.verify().ok
     engine.ledger.close()
