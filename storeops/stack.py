@@ -167,12 +167,16 @@ class Stack:
         python: str = sys.executable,
         runner: bool = True,
         storeops_env: Mapping[str, str] | None = None,
+        database_url: str | None = None,
     ) -> None:
         self.home = Path(home).absolute()
         self.port = port
         self.ui = ui
         self.with_runner = runner
         self.storeops_env = dict(storeops_env or {})
+        #: The Prefect server's database; None: SQLite under home (with the template copy).
+        #: A `postgresql+asyncpg://…` URL is the scale-out path (NOTES.md: no 503s).
+        self.database_url = database_url
         self.cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
         self.python = python
 
@@ -227,7 +231,8 @@ class Stack:
             # Isolates profiles, memo store and local storage from ~/.prefect.
             "PREFECT_HOME": str(self.prefect_home),
             "PREFECT_PROFILES_PATH": str(self.prefect_home / "profiles.toml"),
-            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.prefect_db}",
+            "PREFECT_API_DATABASE_CONNECTION_URL": self.database_url
+            or f"sqlite+aiosqlite:///{self.prefect_db}",
             # No calls home from a local tool, and no network wait at start.
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_SERVER_UI_ENABLED": "true" if self.ui else "false",
@@ -317,7 +322,7 @@ class Stack:
             if procs:  # some died: stop what is left of ours and start again from clean
                 self._stop_all(procs)
             self.logs_dir.mkdir(parents=True, exist_ok=True)
-            template = self._prepare_prefect_db()
+            template = "external" if self.database_url else self._prepare_prefect_db()
             started: list[Process] = []
             try:
                 self._start_all(started, timeout=timeout, deadline=t0 + timeout)
@@ -326,7 +331,7 @@ class Stack:
             except BaseException:
                 self._stop_all(started)
                 self.state_path.unlink(missing_ok=True)
-                if template != "existing":  # nothing of value yet; the next `up` starts clean
+                if template not in ("existing", "external"):  # nothing of value yet
                     self._remove_prefect_db()
                 raise
             return UpResult(True, started, time.monotonic() - t0, template)

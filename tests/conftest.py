@@ -79,3 +79,5 @@ def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 # ---------------------------------------------------------------- end Prefect server
+
+from tests.postgres import pg_database  # noqa: E402, F401 - the session PostgreSQL fixture
