@@ -56,6 +56,7 @@ def test_deploy_all_then_a_worker_starts_promotion_prep(
     cron = by_name["inventory-check-daily"]["schedules"][0]["schedule"]
     assert ("0 8 * * *", "Asia/Shanghai") == (cron["cron"], cron["timezone"])
     assert 900 == by_name["order-wave"]["schedules"][0]["schedule"]["interval"]
+    assert not by_name["order-wave"]["schedules"][0]["active"]  # its SOP arrives with issue 5
     form = by_name["promotion-prep"]["parameter_openapi_schema"]
     assert ["promo_code"] == form["required"]
 
