@@ -88,7 +88,9 @@ async def _publish(engine: Any, run_id: str, run: Any) -> None:
     )
 
 
-async def drive_on_prefect(run_id: str, settings: Settings | None = None) -> str:
+async def drive_on_prefect(
+    run_id: str, settings: Settings | None = None, *, extra_tags: tuple[str, ...] = ()
+) -> str:
     """Run the flow for one SOP run, named `SOP/KEY` and tagged `sop:SOP`."""
     ledger = (settings or Settings()).engine().ledger
     try:
@@ -96,6 +98,6 @@ async def drive_on_prefect(run_id: str, settings: Settings | None = None) -> str
     finally:
         ledger.close()
     label = f"{record.sop_id}/{record.business_key or run_id}"
-    with tags(f"sop:{record.sop_id}", "storeops"):
+    with tags(f"sop:{record.sop_id}", "storeops", *extra_tags):
         status: str = await run_sop(run_id, label=label)
     return status

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -56,6 +57,7 @@ class Runner:
         self.kick = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
         self.driven = 0
+        self.tag = runner_tag(settings)
 
     def wake(self, run_id: str) -> None:
         """Make sure `run_id` gets a flow run soon (one more pass if one is running)."""
@@ -72,7 +74,7 @@ class Runner:
             while True:
                 self.again.discard(run_id)
                 async with self.limit:
-                    await drive_on_prefect(run_id, self.settings)
+                    await drive_on_prefect(run_id, self.settings, extra_tags=(self.tag,))
                 self.driven += 1
                 if run_id not in self.again:
                     break
@@ -89,22 +91,36 @@ class Runner:
         ledger = self.settings.engine().ledger
         try:
             while True:
-                now = time.time_ns() // 1000
-                for run_id in ledger.due_runs(us_to_iso(now), 500):
-                    # A run being driven updates its wake time when that pass ends.
-                    if run_id in self.active:
-                        continue
-                    if self.failed_until.get(run_id, 0.0) <= time.monotonic():
-                        self.wake(run_id)
-                following = ledger.next_wake()
-                delay = MAX_SLEEP
-                if following is not None:
-                    delay = min(MAX_SLEEP, max(0.01, (iso_to_us(following) - now) / 1e6))
+                try:
+                    delay = self._timer_pass(ledger)
+                except Exception:  # a locked database, a lost connection: retry, never stop
+                    log.exception("timer pass failed; retrying in %ss", MAX_SLEEP)
+                    delay = MAX_SLEEP
                 self.kick.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.kick.wait(), delay)
         finally:
             ledger.close()
+
+    def _timer_pass(self, ledger: Any) -> float:
+        """Wake the due runs; return how long to sleep before the next pass."""
+        now = time.time_ns() // 1000
+        woke = 0
+        for run_id in ledger.due_runs(us_to_iso(now), 500):
+            # A run being driven updates its wake time when that pass ends.
+            if run_id in self.active:
+                continue
+            if self.failed_until.get(run_id, 0.0) <= time.monotonic():
+                self.wake(run_id)
+                woke += 1
+        following = ledger.next_wake()
+        if following is None:
+            return MAX_SLEEP
+        delay = (iso_to_us(following) - now) / 1e6
+        # Runs that are due but skipped (being driven, backing off) must not make this
+        # loop spin: look again soon, not at once.
+        floor = 0.01 if woke else 0.25
+        return min(MAX_SLEEP, max(floor, delay))
 
 
 class Alert(BaseModel):
@@ -167,10 +183,17 @@ def make_app(runner: Runner) -> FastAPI:
     return app
 
 
-async def mark_orphans_crashed() -> int:
-    """Flow runs of `run-sop` still RUNNING when a runner starts were left by a runner that
-    died (SIGKILL, power loss): Prefect would show them running forever. Mark them Crashed.
-    Their SOP runs lose nothing: each is due in the ledger and is driven again at once."""
+def runner_tag(settings: Settings) -> str:
+    """Tags the flow runs this runner (or its predecessor in the same home) starts."""
+    digest = hashlib.sha256(str(settings.home.resolve()).encode()).hexdigest()[:12]
+    return f"runner:{digest}"
+
+
+async def mark_orphans_crashed(tag: str) -> int:
+    """Flow runs of `run-sop` tagged by this runner's home and still RUNNING when it starts
+    were left by a runner that died (SIGKILL, power loss): Prefect would show them running
+    forever. Mark them Crashed. Runs of other runners or workers are not touched. Their SOP
+    runs lose nothing: each is due in the ledger and is driven again."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         FlowFilter,
@@ -178,6 +201,7 @@ async def mark_orphans_crashed() -> int:
         FlowRunFilter,
         FlowRunFilterState,
         FlowRunFilterStateType,
+        FlowRunFilterTags,
     )
     from prefect.client.schemas.objects import StateType
     from prefect.states import Crashed
@@ -186,7 +210,8 @@ async def mark_orphans_crashed() -> int:
         orphans = await client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=["run-sop"])),
             flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING])),
+                tags=FlowRunFilterTags(all_=[tag]),
             ),
         )
         for orphan in orphans:
@@ -201,7 +226,7 @@ async def mark_orphans_crashed() -> int:
 async def serve(settings: Settings, *, port: int = 0, concurrency: int = 2) -> None:
     runner = Runner(settings, concurrency=concurrency)
     try:
-        crashed = await mark_orphans_crashed()
+        crashed = await mark_orphans_crashed(runner.tag)
         if crashed:
             log.info("marked %d flow run(s) of a stopped runner as Crashed", crashed)
     except Exception:  # Prefect unreachable: the runner still serves; logged

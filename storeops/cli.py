@@ -285,6 +285,7 @@ def cmd_done(args: argparse.Namespace, cfg: Settings) -> int:
     token = run.token(args.step)
     state = run.states.get(token.state) if token is not None else None
     evidence = _store_evidence(cfg, args.evidence, list(getattr(state, "evidence", [])))
+    runner = _runner_up(cfg)
     after = engine.complete(
         args.run,
         args.step,
@@ -293,9 +294,9 @@ def cmd_done(args: argparse.Namespace, cfg: Settings) -> int:
         evidence=evidence,
         checklist=_checklist(args.check),
         note=args.note,
-        drive=not _runner_up(cfg),
+        drive=not runner,
     )
-    if _runner_up(cfg):
+    if runner:
         _handed_over(cfg, args.run)
     print(f"{args.step} completed by {actor}; run {args.run} is {after.status}")
     _print_tasks([t for t in engine.tasks() if t["run"] == args.run], cfg.locale)
@@ -460,7 +461,8 @@ def cmd_down(args: argparse.Namespace, cfg: Settings) -> int:
     from storeops.wake import RUNNER_FILE
 
     code = down(cfg.home)
-    (cfg.home / RUNNER_FILE).unlink(missing_ok=True)  # a killed runner leaves it behind
+    if code == 0:
+        (cfg.home / RUNNER_FILE).unlink(missing_ok=True)  # a killed runner leaves it behind
     return code
 
 

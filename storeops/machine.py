@@ -31,6 +31,8 @@ ROOT = ""
 #: How long past an action's timeout a result may still arrive from the driver that
 #: attempted it; after that another driver re-runs it (same idempotency key).
 LEASE_GRACE_US = 5_000_000
+#: How long a claimed notification may take before another driver sends it again.
+NOTIFY_TIMEOUT_US = 60_000_000
 _HUMAN = frozenset({"task", "approval"})
 _INDEX = re.compile(r"\[(\d+)\]")
 
@@ -537,6 +539,13 @@ class Run:
         if effect_id is None or not effect_id.endswith(f":{attempt}"):
             effect_id = f"{prefix}:{token.step}:{token.visit}:{attempt}"
         self.outstanding.pop(effect_id, None)
+
+    def _on_notification_sending(self, event: Event) -> None:
+        """A driver claimed the delivery; others leave it to that driver for a lease."""
+        token = self._token_for(event.data)
+        if token is not None and token.kind == "notify":
+            token.in_flight = event.data
+            token.in_flight_at = event.at
 
     def _on_notification_done(self, event: Event) -> None:
         token = self._token_for(event.data)
@@ -1091,7 +1100,8 @@ class Run:
             break
         for token in self.tokens.values():
             if token.in_flight is not None:
-                lease = token.in_flight_at + self._timeout_us[token.state] + LEASE_GRACE_US
+                timeout = self._timeout_us.get(token.state, NOTIFY_TIMEOUT_US)
+                lease = token.in_flight_at + timeout + LEASE_GRACE_US
                 due = lease if due is None else min(due, lease)
         return due
 
@@ -1243,6 +1253,7 @@ _HANDLERS = {
     "action.attempted": Run._on_action_attempted,
     "action.succeeded": Run._on_action_succeeded,
     "action.failed": Run._on_action_failed,
+    "notification.sending": Run._on_notification_sending,
     "notification.sent": Run._on_notification_done,
     "notification.failed": Run._on_notification_done,
     "call.started": Run._on_call_started,

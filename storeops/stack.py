@@ -219,10 +219,13 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
             **self.storeops_env,
         }
+        runner_port = _any_free_port()
         return Component(
             name="runner",
-            argv=(self.python, "-m", "flows.runner"),
+            argv=(self.python, "-m", "flows.runner", "--port", str(runner_port)),
             env=env,
+            health_url=f"http://{HOST}:{runner_port}/health",
+            port=runner_port,
         )
 
     def prefect_server(self, port: int) -> Component:
@@ -646,6 +649,13 @@ def _boot_id() -> str:
 
 
 # ---------------------------------------------------------------- network
+
+
+def _any_free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _port_free(port: int) -> bool:

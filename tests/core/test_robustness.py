@@ -193,3 +193,25 @@ def test_map_stops_starting_items_once_failures_exceed_the_budget(make_engine: M
     assert "failed" == engine.ledger.get_run(run).status  # on_fail: wave_failed
     assert "ItemsFailed" not in str(kinds(engine, run, "run.finished"))
     assert "WaveFailed" == kinds(engine, run, "run.finished")[0]["error"]
+
+
+def test_two_drivers_deliver_a_notification_once(make_engine: Make) -> None:
+    import threading
+
+    engine = make_engine()
+    run = engine.start("approvals", {}, actor="ann")
+    engine.complete(run, "draft", actor="cai", fields={"title": "x", "price": 1}, checklist=ALL)
+    engine.complete(run, "approve", actor="ann", drive=False)
+    engine.complete(run, "approve", actor="bo", drive=False)  # publish (notify) is next
+    path = str(engine.ledger.path)  # type: ignore[attr-defined]
+    drivers = [make_engine(ledger=path) for _ in range(2)]
+    threads = [threading.Thread(target=d.drive, args=(run,)) for d in drivers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert "succeeded" == engine.ledger.get_run(run).status
+    assert 1 == len(kinds(engine, run, "notification.sent"))
+    people = kinds(engine, run, "notification.sent")[0]["people"]
+    sent = [m for d in drivers for m in d.outbox.messages if m["link"].endswith(run)]  # type: ignore[attr-defined]
+    assert len(people) == len(sent)  # one message per person, whichever driver sent it
