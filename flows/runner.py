@@ -255,6 +255,17 @@ async def serve(settings: Settings, *, port: int = 0, concurrency: int = 2) -> N
         timers.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await timers
+        busy = [task for task in runner.tasks if not task.done()]
+        if busy:
+            # Flow runs still driving (in threads asyncio cannot interrupt) would hold the
+            # process past any stop signal. Leave now: every step is in the ledger, the runs
+            # stay due, and the next runner takes them over (and marks their flow runs
+            # Crashed). Losing nothing on a crash is the design; this is one.
+            log.warning(
+                "stopping with %d run(s) in flight; the next runner resumes them", len(busy)
+            )
+            logging.shutdown()
+            os._exit(0)
 
 
 def _forget(state: Path) -> None:

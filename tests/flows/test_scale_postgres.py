@@ -94,6 +94,11 @@ def test_two_runners_carry_fifty_runs_on_postgresql(pg_database: str, tmp_path: 
         for process in runners:
             process.terminate()
         for process in runners:
-            process.wait(timeout=60)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:  # never leave a process behind
+                process.kill()
+                process.wait(timeout=30)
+                raise
         stack.down()
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{prefect_db}" WITH (FORCE)'))
