@@ -34,6 +34,8 @@ from pydantic import BaseModel, Field
 from flows.run_sop import drive_on_prefect
 from storeops.durations import iso_to_us, us_to_iso
 from storeops.errors import StoreopsError
+from storeops.ledger import RunNotFoundError as LedgerRunNotFoundError
+from storeops.ledger import open_ledger
 from storeops.settings import Settings
 from storeops.wake import RUNNER_FILE
 
@@ -58,6 +60,19 @@ class Runner:
         self.tasks: set[asyncio.Task[None]] = set()
         self.driven = 0
         self.tag = runner_tag(settings)
+        # The timer loop's and wake checks' handle: the ledger alone (flow runs load the
+        # library, roster and templates when they drive).
+        if "://" not in settings.ledger_url:
+            Path(settings.ledger_url).parent.mkdir(parents=True, exist_ok=True)
+        self.ledger = open_ledger(settings.ledger_url)
+
+    def known(self, run_id: str) -> bool:
+        """Whether the ledger has this run (a wake for anything else is a caller's error)."""
+        try:
+            self.ledger.get_run(run_id)
+        except LedgerRunNotFoundError:
+            return False
+        return True
 
     def wake(self, run_id: str) -> None:
         """Make sure `run_id` gets a flow run soon (one more pass if one is running)."""
@@ -88,7 +103,7 @@ class Runner:
 
     async def timers(self) -> None:
         """Wake every run whose timers are due; sleep until the next one (or a kick)."""
-        ledger = self.settings.engine().ledger
+        ledger = self.ledger
         try:
             while True:
                 try:
@@ -152,6 +167,8 @@ def make_app(runner: Runner) -> FastAPI:
 
     @app.post("/wake/{run_id}", status_code=202)
     async def wake(run_id: str) -> dict[str, Any]:
+        if not await anyio.to_thread.run_sync(runner.known, run_id):
+            raise HTTPException(status_code=404, detail=f"no run {run_id!r} in the ledger")
         runner.wake(run_id)
         return {"run": run_id, "queued": True}
 

@@ -91,10 +91,10 @@ class MemoryOutbox:
 
 
 class BuiltinExecutor:
-    """Operations that need no outside system; store operations need issue 4's connectors."""
+    """Operations that need no outside system; store operations need issue 4's connectors.
 
-    def __init__(self, templates: TemplateLibrary | None = None) -> None:
-        self.templates = templates
+    (`render.template` is carried out by the Engine itself, from the run's pinned sources.)
+    """
 
     def run(
         self, uses: str, inputs: Mapping[str, Any], *, idempotency_key: str, timeout: float
@@ -111,11 +111,6 @@ class BuiltinExecutor:
                 str(inputs.get("message", "failed on purpose")),
                 retryable=bool(inputs.get("retryable", False)),
             )
-        if uses == "render.template" and self.templates is not None:
-            rendered = self.templates.render(
-                str(inputs["template"]), str(inputs.get("locale", "zh-CN")), dict(inputs)
-            )
-            return {"text": rendered.text, "digest": rendered.digest}
         raise OperationError(
             "NotConfigured",
             f"no connector is configured for {uses!r}; configure a store connector "

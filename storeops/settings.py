@@ -87,5 +87,5 @@ class Settings:
             sops_dir=self.sops,
             templates=templates,
             roster=self.roster(),
-            executor=BuiltinExecutor(templates),
+            executor=BuiltinExecutor(),
         )

@@ -18,11 +18,11 @@ from pydantic import BeforeValidator, Field, ValidationError
 
 from storeops import spec as s
 from storeops.diagnostics import Diagnostic
-from storeops.durations import iso_to_us, seconds_to_us, us_to_iso
+from storeops.durations import iso_to_us, seconds_to_us
 from storeops.errors import DefinitionError, OperationError, RunError
 from storeops.ledger import Ledger
 from storeops.roster import Roster
-from storeops.runtime import Engine, MemoryOutbox
+from storeops.runtime import BuiltinExecutor, Engine, MemoryOutbox
 from storeops.templates import TemplateLibrary
 from storeops.yamlsource import load_yaml
 
@@ -95,9 +95,11 @@ class ScriptedExecutor:
         self, uses: str, inputs: Mapping[str, Any], *, idempotency_key: str, timeout: float
     ) -> Any:
         self.calls.append((uses, dict(inputs), idempotency_key))
-        if uses == "builtin.echo":
-            return dict(inputs)
         queue = self.queues.get(uses)
+        if not queue and uses.startswith("builtin."):
+            return BuiltinExecutor().run(
+                uses, inputs, idempotency_key=idempotency_key, timeout=timeout
+            )
         if not queue:
             raise OperationError(
                 "NotConfigured",
@@ -233,22 +235,16 @@ def simulate(
 
 
 def _run_timers(engine: Engine, clock: FakeClock, until: int) -> None:
-    """Move the fake clock to `until`, firing every timer due on the way, in order."""
-    while True:
-        engine_runs = [r.run_id for r in engine.ledger.runs(status="running")]
-        wakes = []
-        for rid in engine_runs:
-            run = engine.drive(rid)
-            wake = run.wake_at()
-            if wake is not None:
-                wakes.append(wake)
-        nxt = min(wakes, default=None)
-        if nxt is None or nxt > until:
+    """Move the fake clock to `until`, firing every timer due on the way, in order, through
+    the ledger's wake times (the same mechanism the runner and `storeops advance` use)."""
+    for _ in range(100_000):  # bounded: each pass moves the clock or ends
+        engine.tick(limit=100_000)
+        wake = engine.next_wake()
+        if wake is None or wake > until:
             break
-        clock.now = max(clock.now, nxt)
+        clock.now = max(clock.now, wake)
     clock.now = max(clock.now, until)
-    for record in engine.ledger.runs(status="running"):
-        engine.drive(record.run_id)
+    engine.tick(limit=100_000)
 
 
 def _run_with(engine: Engine, step: str) -> str | None:
@@ -262,7 +258,3 @@ def _run_with(engine: Engine, step: str) -> str | None:
 
 def _digest(name: str) -> str:
     return hashlib.sha256(name.encode("utf-8")).hexdigest()
-
-
-def stamp(us: int) -> str:
-    return us_to_iso(us)

@@ -25,8 +25,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 
-# Event validation and encoding are the same for every backend; they live in the
-# reference backend for now and belong in base.py.
+# Event validation and encoding are shared with the SQLite backend (ledger/prepare.py).
 from storeops.ledger.base import (
     ConcurrentAppendError,
     DefinitionNotFoundError,

@@ -110,6 +110,7 @@ def test_completions_wake_the_run_through_the_runner(runner: Settings) -> None:
     wait_for(lambda: open_steps(engine, run_id) == ["approve"])
     assigned = [e for e in engine.ledger.events(run_id) if e.type == "task.assigned"]
     assert ["draft", "approve"] == [e.data["step"] for e in assigned]
+    assert not wake_runner(runner.home, "no-such-run")  # refused (404): nothing queued
     engine.ledger.close()
 
 
