@@ -91,14 +91,16 @@ def test_two_runners_carry_fifty_runs_on_postgresql(pg_database: str, tmp_path: 
         served = [(h / "runner.log").read_text() for h in homes]
         assert all("Finished in state Completed" in text for text in served)  # both worked
     finally:
-        for process in runners:
-            process.terminate()
-        for process in runners:
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:  # never leave a process behind
-                process.kill()
-                process.wait(timeout=30)
-                raise
-        stack.down()
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{prefect_db}" WITH (FORCE)'))
+        try:
+            for process in runners:
+                process.terminate()
+            for process in runners:
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:  # never leave a process behind
+                    process.kill()
+                    process.wait(timeout=30)
+                    raise
+        finally:
+            stack.down()
+            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{prefect_db}" WITH (FORCE)'))
