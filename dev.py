@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -21,7 +22,7 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 STAMP = VENV / ".storeops-installed"
 
-TYPED = ["storeops", "flows"]
+TYPED = ["storeops", "flows", "connectors"]
 
 
 def _say(text: str) -> None:
@@ -44,6 +45,23 @@ def ensure_env() -> None:
     STAMP.write_text(wanted)
 
 
+def ensure_browser() -> None:
+    """The inbox's browser tests drive Debian's Chromium (never a downloaded browser).
+    Install it (and a CJK font for readable screenshots) when missing and we may."""
+    if Path("/usr/bin/chromium").exists():
+        return
+    apt = shutil.which("apt-get")
+    if apt is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        _say("no /usr/bin/chromium: the browser tests need `apt-get install chromium`")
+        return
+    _say("installing Debian's chromium for the browser tests (once)")
+    packages = ["chromium", "fonts-wqy-microhei"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    if subprocess.run([apt, "install", "-y", "-q", *packages], env=env).returncode != 0:
+        subprocess.run([apt, "update", "-q"], env=env)
+        subprocess.run([apt, "install", "-y", "-q", *packages], env=env)
+
+
 def run(cmd: list[str]) -> int:
     _say(" ".join(cmd))
     return subprocess.run(cmd, cwd=ROOT).returncode
@@ -60,6 +78,7 @@ def test(extra: list[str]) -> int:
         if run(cmd) != 0:
             _say(f"failed: {' '.join(cmd)}")
             return 1
+    ensure_browser()
     code = run([str(PY), "-m", "pytest", *extra])
     if code == 5:
         _say("pytest collected no tests: that is a failure here")

@@ -33,7 +33,7 @@ async def start_sop(
         )
         record = engine.ledger.get_run(run_id)
     finally:
-        engine.ledger.close()
+        engine.close()
     await run_sop(run_id, label=f"{sop}/{record.business_key or run_id}")
     return run_id
 
@@ -59,6 +59,6 @@ async def raise_alert(
             )
         )
     finally:
-        engine.ledger.close()
+        engine.close()
     await run_sop(run_id, label=f"{sop}/{key}")
     return run_id

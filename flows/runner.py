@@ -17,18 +17,15 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import os
-import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import uvicorn
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from flows.run_sop import drive_on_prefect
@@ -36,8 +33,9 @@ from storeops.durations import iso_to_us, us_to_iso
 from storeops.errors import StoreopsError
 from storeops.ledger import RunNotFoundError as LedgerRunNotFoundError
 from storeops.ledger import open_ledger
+from storeops.serving import QuietServer
 from storeops.settings import Settings
-from storeops.wake import RUNNER_FILE
+from storeops.wake import RUNNER_FILE, forget_url, record_url
 
 log = logging.getLogger("storeops.runner")
 
@@ -45,6 +43,12 @@ log = logging.getLogger("storeops.runner")
 MAX_SLEEP = 2.0
 #: A run whose drive failed is not retried before this many seconds.
 FAILURE_BACKOFF = 30.0
+#: The SOP a store's order webhook starts.
+WAVE_SOP = "order-wave"
+#: The most a stopping runner waits for its logs to reach the Prefect server.
+LOG_FLUSH_SECONDS = 3.0
+#: How often the runner looks for probes that are due (each has its own `every`).
+PROBE_TICK = 1.0
 
 
 class Runner:
@@ -60,6 +64,9 @@ class Runner:
         self.tasks: set[asyncio.Task[None]] = set()
         self.driven = 0
         self.tag = runner_tag(settings)
+        from connectors.webhooks_in import Deduper
+
+        self.deliveries = Deduper()
         # The timer loop's and wake checks' handle: the ledger alone (flow runs load the
         # library, roster and templates when they drive).
         if "://" not in settings.ledger_url:
@@ -138,28 +145,53 @@ class Runner:
         return min(MAX_SLEEP, max(floor, delay))
 
 
+async def probes(runner: Runner) -> None:
+    """Run the monitoring probes of `monitors.yaml` on their schedules: a breach starts
+    its runbook (once per open alert key), recovery records the all-clear. No file, no
+    probes; a broken file is logged once and looked at again when it changes."""
+    from connectors.probes import ProbeStates, due_probes, load_monitors, monitors_path, sweep
+
+    settings = runner.settings
+    path = monitors_path(settings.sops)
+    state = ProbeStates.at_home(settings.home)
+    seen: tuple[float, object] | None = None
+    monitors: Any = None
+    while True:
+        try:
+            stamp = path.stat().st_mtime if path.is_file() else 0.0
+            if seen is None or seen[0] != stamp:
+                monitors, problems = (None, []) if not stamp else load_monitors(path)
+                seen = (stamp, monitors)
+                for problem in problems:
+                    log.error("monitors: %s", problem)
+            if monitors is not None:
+                state.reload()
+                names = due_probes(monitors, state, time.time())
+                if names:
+                    outcomes = await anyio.to_thread.run_sync(
+                        _sweep, settings, monitors, state, names, sweep
+                    )
+                    for outcome in outcomes:
+                        if outcome.run_id and outcome.alert in ("raised", "repeated"):
+                            runner.wake(outcome.run_id)
+        except Exception:  # a probe must never stop the runner; logged
+            log.exception("probe pass failed")
+        await asyncio.sleep(PROBE_TICK)
+
+
+def _sweep(settings: Settings, monitors: Any, state: Any, names: list[str], sweep: Any) -> Any:
+    engine = settings.engine()
+    try:
+        return sweep(engine, monitors, state, names=names, drive=False)
+    finally:
+        engine.close()
+
+
 class Alert(BaseModel):
     key: str = Field(min_length=1, max_length=200)
     sop: str = "peak-traffic"
     severity: str | None = None
     summary: str | None = Field(default=None, max_length=2000)
-
-
-class _Server(uvicorn.Server):
-    """uvicorn, minus its habit of re-raising SIGTERM after shutdown (which would kill the
-    process before the runner forgets its address)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
-        signals = (signal.SIGINT, signal.SIGTERM)
-        for sig in signals:
-            loop.add_signal_handler(sig, self.handle_exit, sig, None)
-        try:
-            yield
-        finally:
-            for sig in signals:
-                loop.remove_signal_handler(sig)
 
 
 def make_app(runner: Runner) -> FastAPI:
@@ -189,15 +221,55 @@ def make_app(runner: Runner) -> FastAPI:
         except StoreopsError as exc:  # unknown runbook, bad severity: the caller's mistake
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         finally:
-            engine.ledger.close()
+            engine.close()
         runner.wake(run_id)
         return {"run": run_id, "started": started}
+
+    @app.post("/webhooks/{platform}", status_code=202)
+    async def store_webhook(platform: str, request: Request) -> dict[str, Any]:
+        """Signed store webhooks (Shopify, WooCommerce): a new order makes the wave due."""
+        from connectors.webhooks_in import ORDER_TOPICS, read_delivery
+
+        body = await request.body()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            delivery = read_delivery(platform, body, headers, os.environ)
+        except PermissionError as exc:
+            raise HTTPException(status_code=401, detail=str(exc)) from None
+        except ValueError as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from None
+        seen = f"{platform}:{delivery.delivery_id}"
+        if not runner.deliveries.first_time(seen):
+            return {"topic": delivery.topic, "action": "duplicate delivery, ignored"}
+        if delivery.topic not in ORDER_TOPICS:
+            return {"topic": delivery.topic, "action": "ignored"}
+        try:
+            started = await anyio.to_thread.run_sync(_start_wave, runner.settings)
+        except Exception:  # not acted on: the platform's redelivery must be, so forget it
+            runner.deliveries.forget(seen)
+            raise
+        if started is None:
+            return {"topic": delivery.topic, "action": "an order wave is already open"}
+        runner.wake(started)
+        return {"topic": delivery.topic, "action": "order wave started", "run": started}
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"ok": True, "active": sorted(runner.active), "driven": runner.driven}
 
     return app
+
+
+def _start_wave(settings: Settings) -> str | None:
+    """Start an order wave unless one is open (the wave itself also refuses to overlap)."""
+    engine = settings.engine()
+    try:
+        if engine.ledger.runs(sop_id=WAVE_SOP, status="running"):
+            return None
+        run_id: str = engine.start(WAVE_SOP, {}, actor="store-webhook", drive=False)
+        return run_id
+    finally:
+        engine.close()
 
 
 def runner_tag(settings: Settings) -> str:
@@ -251,8 +323,9 @@ async def serve(settings: Settings, *, port: int = 0, concurrency: int = 2) -> N
     config = uvicorn.Config(
         make_app(runner), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
     )
-    server = _Server(config)
+    server = QuietServer(config)
     timers = asyncio.create_task(runner.timers())
+    probing = asyncio.create_task(probes(runner))
     serving = asyncio.create_task(server.serve())
     while not server.started:
         if serving.done():
@@ -261,35 +334,32 @@ async def serve(settings: Settings, *, port: int = 0, concurrency: int = 2) -> N
         await asyncio.sleep(0.02)
     bound = server.servers[0].sockets[0].getsockname()[1]
     state = settings.home / RUNNER_FILE
-    settings.home.mkdir(parents=True, exist_ok=True)
-    temporary = state.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"url": f"http://127.0.0.1:{bound}", "pid": os.getpid()}))
-    temporary.replace(state)
+    record_url(state, bound)
     try:
         await serving
     finally:
-        _forget(state)
-        timers.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await timers
+        forget_url(state)
+        for loop in (timers, probing):
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
         busy = [task for task in runner.tasks if not task.done()]
         if busy:
             # Flow runs still driving (in threads asyncio cannot interrupt) would hold the
-            # process past any stop signal. Leave now: every step is in the ledger, the runs
-            # stay due, and the next runner takes them over (and marks their flow runs
-            # Crashed). Losing nothing on a crash is the design; this is one.
+            # process past any stop signal. Every step is in the ledger, the runs stay due,
+            # and the next runner takes them over (and marks their flow runs Crashed).
             log.warning(
                 "stopping with %d run(s) in flight; the next runner resumes them", len(busy)
             )
-            logging.shutdown()
-            os._exit(0)
+        # Leave promptly whatever is in flight: give Prefect's log shipping a few seconds
+        # (a loaded server can take much longer, and the ledger, not the logs, is the
+        # record), then exit without waiting for worker threads or exit handlers.
+        with contextlib.suppress(Exception):
+            from prefect.logging.handlers import APILogWorker
 
-
-def _forget(state: Path) -> None:
-    """Remove runner.json if it is ours, so clients stop sending wakes here."""
-    with contextlib.suppress(OSError, ValueError):
-        if json.loads(state.read_text()).get("pid") == os.getpid():
-            state.unlink()
+            APILogWorker.drain_all(timeout=LOG_FLUSH_SECONDS)
+        logging.shutdown()
+        os._exit(0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(serve(settings, port=args.port, concurrency=args.concurrency))
     finally:  # also when a signal ends a flow run abruptly
-        _forget(settings.home / RUNNER_FILE)
+        forget_url(settings.home / RUNNER_FILE)
     return 0
 
 

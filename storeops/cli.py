@@ -56,11 +56,15 @@ def _pairs(values: Sequence[str] | None, what: str) -> dict[str, str]:
 
 
 def cmd_validate(args: argparse.Namespace, cfg: Settings) -> int:
+    from connectors.probes import check_monitors_file
     from storeops.loader import validate_paths
 
     templates = args.templates_dir or (cfg.templates if cfg.templates.is_dir() else None)
     diagnostics, count = validate_paths(
-        args.paths, roster_path=args.roster_file, templates_root=templates
+        args.paths,
+        roster_path=args.roster_file,
+        templates_root=templates,
+        check_monitors=check_monitors_file,
     )
     errors = [d for d in diagnostics if d.severity == "error"]
     warnings = [d for d in diagnostics if d.severity == "warning"]
@@ -80,6 +84,45 @@ def cmd_validate(args: argparse.Namespace, cfg: Settings) -> int:
         summary = f"{count} file(s) checked: {len(errors)} error(s), {len(warnings)} warning(s)"
         print(summary, file=sys.stderr if diagnostics else sys.stdout)
     return EXIT_PROBLEMS if failed else EXIT_OK
+
+
+def cmd_connectors(args: argparse.Namespace, cfg: Settings) -> int:
+    from connectors.check import cmd_connectors_check
+
+    return cmd_connectors_check(args, cfg)
+
+
+def cmd_passwd(args: argparse.Namespace, cfg: Settings) -> int:
+    from storeops.web.cli import cmd_passwd as passwd
+
+    return passwd(args, cfg)
+
+
+def cmd_token(args: argparse.Namespace, cfg: Settings) -> int:
+    from storeops.web.cli import cmd_token as token
+
+    return token(args, cfg)
+
+
+def cmd_inbox(args: argparse.Namespace, cfg: Settings) -> int:
+    import os
+
+    from storeops.web.__main__ import main as serve
+
+    os.environ.update(cfg.environment())  # the server reads the same settings as this CLI
+    return serve(["--port", str(args.port)])
+
+
+def cmd_report(args: argparse.Namespace, cfg: Settings) -> int:
+    from storeops.analytics import cmd_report as report
+
+    return report(args, cfg)
+
+
+def cmd_probe(args: argparse.Namespace, cfg: Settings) -> int:
+    from connectors.probes import cmd_probe as probe
+
+    return probe(args, cfg)
 
 
 def cmd_schema(args: argparse.Namespace, cfg: Settings) -> int:
@@ -317,6 +360,16 @@ def cmd_reject(args: argparse.Namespace, cfg: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_claim(args: argparse.Namespace, cfg: Settings) -> int:
+    engine = cfg.engine()
+    actor = _actor(args, engine)
+    engine.claim(args.run, args.step, actor=actor, to=args.to)
+    who = args.to or actor
+    how = f"reassigned to {who} by {actor}" if args.to else f"claimed by {actor}"
+    print(f"{args.step} in run {args.run} {how}; only {who} may complete it now")
+    return EXIT_OK
+
+
 def cmd_runs(args: argparse.Namespace, cfg: Settings) -> int:
     engine = cfg.engine()
     runs = engine.ledger.runs(status=args.status, sop_id=args.sop)
@@ -386,6 +439,19 @@ def cmd_advance(args: argparse.Namespace, cfg: Settings) -> int:
         f"{len(driven)} run(s) had timers due; next timer: "
         + (us_to_iso(wake)[:19].replace("T", " ") + " UTC" if wake else "none")
     )
+    return EXIT_OK
+
+
+def cmd_recover(args: argparse.Namespace, cfg: Settings) -> int:
+    engine = cfg.engine()
+    runner = _runner_up(cfg)
+    found = engine.recover(drive=not runner and not args.dry_run)
+    for run_id in found:
+        if runner and not args.dry_run:
+            _handed_over(cfg, run_id)
+        print(f"{run_id}: {engine.ledger.get_run(run_id).status}")
+    verb = "found" if args.dry_run else ("handed to the runner" if runner else "continued")
+    print(f"{len(found)} open run(s) had work due and were {verb}; wake times of the rest checked")
     return EXIT_OK
 
 
@@ -475,7 +541,7 @@ def cmd_status(args: argparse.Namespace, cfg: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, cfg: Settings) -> int:
     from storeops.demo import run_demo
 
-    return run_demo(cfg)
+    return run_demo(cfg, keep=args.keep)
 
 
 # ---------------------------------------------------------------- parser
@@ -573,6 +639,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", required=True)
     p.set_defaults(func=cmd_reject)
 
+    p = add_parser("claim", help="take a step (or, as a lead, --to someone: reassign it)")
+    p.add_argument("run")
+    p.add_argument("step")
+    p.add_argument("--as", dest="as_", required=True, metavar="PERSON")
+    p.add_argument("--to", metavar="PERSON", help="a lead hands the step to this person")
+    p.set_defaults(func=cmd_claim)
+
     p = add_parser("runs", help="list runs")
     p.add_argument("--status")
     p.add_argument("--sop")
@@ -592,6 +665,51 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_parser("advance", help="fire the timers that are due (reminders, timeouts, waits)")
     p.add_argument("run", nargs="?")
     p.set_defaults(func=cmd_advance)
+
+    p = add_parser("inbox", help="serve the web inbox on 127.0.0.1 (`storeops up` also does)")
+    p.add_argument("--port", type=int, default=8765, help="loopback port (0: any free)")
+    p.set_defaults(func=cmd_inbox)
+
+    p = add_parser("passwd", help="set a person's inbox password")
+    p.add_argument("person")
+    p.add_argument("--password-stdin", action="store_true", help="read it from stdin")
+    p.set_defaults(func=cmd_passwd)
+
+    p = add_parser("token", help="issue a person's inbox sign-in token (replaces the old)")
+    p.add_argument("person")
+    p.add_argument("--revoke", action="store_true", help="remove password and token instead")
+    p.set_defaults(func=cmd_token)
+
+    p = add_parser("report", help="SOP analytics: cycle times, slowest steps, on-time rates")
+    p.add_argument(
+        "--since", metavar="DATE", help="date (00:00 UTC) or instant; default 7 days back"
+    )
+    p.add_argument("--until", metavar="DATE", help="date (that whole day) or instant; default now")
+    p.add_argument("--sop", metavar="ID", help="only this SOP")
+    p.add_argument("--format", choices=["text", "csv", "json"], default="text")
+    p.add_argument(
+        "--table",
+        choices=["cycle", "steps", "slowest", "roles", "people"],
+        help="one table (required for csv)",
+    )
+    p.set_defaults(func=cmd_report)
+
+    p = add_parser("probe", help="run the monitoring probes once; raise or clear their alerts")
+    p.add_argument("name", nargs="?", help="only this probe (default: all)")
+    p.add_argument(
+        "--monitors", metavar="FILE", help="default STOREOPS_MONITORS or sops/monitors.yaml"
+    )
+    p.add_argument("--dry-run", action="store_true", help="measure only: no alert, no state change")
+    p.set_defaults(func=cmd_probe)
+
+    p = add_parser("connectors", help="check the configured store, webhooks and channels")
+    p.add_argument("action", choices=["check"], help="check: reachability and credentials")
+    p.add_argument("--send-test", metavar="PERSON", help="also deliver a test message to PERSON")
+    p.set_defaults(func=cmd_connectors)
+
+    p = add_parser("recover", help="continue open runs whose driver crashed or whose wake was lost")
+    p.add_argument("--dry-run", action="store_true", help="only list the runs that are due")
+    p.set_defaults(func=cmd_recover)
 
     p = add_parser("simulate", help="run an SOP with a fake clock and scripted people")
     p.add_argument("sop", nargs="?")
@@ -619,7 +737,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_parser("status", help="what the local stack runs, and whether it is healthy")
     p.set_defaults(func=cmd_status)
 
-    p = add_parser("demo", help="validate the library and simulate promotion prep")
+    p = add_parser("demo", help="promotion prep end to end on the local stack, people simulated")
+    p.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -627,6 +746,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    cfg: Settings | None = None
     try:
         cfg = _settings(args)
         code: int = args.func(args, cfg)
@@ -640,6 +760,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_PROBLEMS
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`storeops report | head`): not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
         print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
@@ -651,6 +776,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_PROBLEMS
         raise
+    finally:
+        if cfg is not None:
+            cfg.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

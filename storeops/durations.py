@@ -1,7 +1,7 @@
 """Durations and instants as the SOP language writes them.
 
-Pure: standard library only. `15m`, `2h30m`, `1d`, `90s`, `1w` or ISO 8601 (`PT15M`,
-`P1DT2H`). Times inside the engine are float seconds since the Unix epoch, UTC.
+Pure: standard library only. `15m`, `2h30m`, `1d`, `90s`, `1w`, `250ms` (retry backoffs)
+or ISO 8601 (`PT15M`, `P1DT2H`). The machine keeps times as integer microseconds, UTC.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import re
 from datetime import UTC, datetime
 
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_SHORT = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_SHORT = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
 _ISO = re.compile(r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
 
-DURATION_HELP = "a duration such as 90s, 15m, 2h30m, 1d or ISO 8601 PT15M"
+DURATION_HELP = "a duration such as 90s, 15m, 2h30m, 1d, 500ms or ISO 8601 PT15M"
 
 
 #: The longest duration the language accepts (ten years): timers past it are mistakes.
@@ -42,7 +42,8 @@ def _parse(text: str | int | float) -> float:
     match = _SHORT.match(raw.lower()) or _ISO.match(raw.upper())
     if not raw or match is None or not any(match.groups()):
         raise ValueError(f"expected {DURATION_HELP}, found {text!r}")
-    return float(sum(int(g) * f for g, f in zip(match.groups(), _UNITS.values(), strict=True) if g))
+    sizes = (*_UNITS.values(), 0.001) if match.re is _SHORT else tuple(_UNITS.values())
+    return float(sum(int(g) * f for g, f in zip(match.groups(), sizes, strict=True) if g))
 
 
 def format_duration(seconds: float) -> str:

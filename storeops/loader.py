@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import types
 import typing
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,10 @@ from storeops.yamlsource import YamlDoc, load_yaml, load_yaml_text
 
 Path_ = tuple[str | int, ...]
 ROSTER_NAMES = ("team.yaml", "team.yml")
+#: The monitoring probes file beside the SOPs; `connectors.probes` checks it.
+MONITOR_NAMES = ("monitors.yaml", "monitors.yml")
+#: Files in an SOP folder that are not SOPs.
+NOT_SOPS = frozenset(ROSTER_NAMES + MONITOR_NAMES)
 _BASE_NAMES = frozenset({"params", "vars", "steps", "run"})
 
 
@@ -172,14 +176,15 @@ class Checker:
             except ExpressionError as exc:
                 found.append(Finding("SOP132", str(exc), path))
                 continue
-            allowed = names | set(self.expressions.env.globals)
+            # Jinja's globals (range, dict, namespace…) are not available when a run
+            # evaluates an expression, so they are not allowed here either.
+            allowed = set(names)
             for name in sorted(compiled.names - allowed):
                 found.append(
                     Finding(
                         "SOP133",
                         f"expression {source!r} reads {name!r}, which is not defined here; "
-                        f"available: {listing(sorted(allowed - set(self.expressions.env.globals)))}"
-                        + suggest(name, allowed),
+                        f"available: {listing(sorted(allowed))}" + suggest(name, allowed),
                         path,
                     )
                 )
@@ -220,6 +225,8 @@ class Checker:
                     yield state.items, (*here, "items"), extra
                 elif isinstance(state, s.WaitState) and state.until:
                     yield state.until, (*here, "until"), extra
+                elif isinstance(state, s.WaitState) and isinstance(state.for_, str):
+                    yield state.for_, (*here, "for"), extra
                 values: dict[str, Any] = {}
                 key = "with"
                 if isinstance(state, s.ActionState | s.CallState):
@@ -485,7 +492,7 @@ def _describe(doc: YamlDoc, error: Any, kind: str, path: Path_, loc: tuple[Any, 
     where = _where(path)
     if kind == "extra_forbidden":
         key = str(path[-1])
-        allowed = _allowed_keys(loc[:-1])
+        allowed = allowed_keys(s.SopSpec, loc[:-1])
         line, col = doc.position(path, key=True)
         return Diagnostic(
             "SOP101",
@@ -557,36 +564,46 @@ def _where(path: Path_) -> str:
     return ""
 
 
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    """The keys the model at `loc` accepts, found by walking the annotations."""
-    current: Any = s.SopSpec
+def allowed_keys(root: type[BaseModel], loc: tuple[Any, ...], *, tag: str = "type") -> list[str]:
+    """The keys the model at `loc` under `root` accepts, found by walking the annotations.
+    `tag` is the field that tells the members of a union apart (a state's `type`, a
+    probe's `kind`). Shared by every file format validated with positions."""
+    current: Any = root
     for part in loc:
-        current = _step_type(current, part)
+        current = _member_type(current, part, tag)
         if current is None:
             return []
-    model = _unwrap_model(current)
+    model = _model_of(current)
     if model is None:
         return []
     return [info.alias or name for name, info in model.model_fields.items()]
 
 
 def _unwrap(tp: Any) -> Any:
-    while typing.get_origin(tp) is typing.Annotated:
-        tp = typing.get_args(tp)[0]
-    return tp
+    """Without Annotated, and without None in an optional."""
+    while True:
+        if typing.get_origin(tp) is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+            continue
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):
+            members = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(members) == 1:
+                tp = members[0]
+                continue
+        return tp
 
 
-def _unwrap_model(tp: Any) -> type[BaseModel] | None:
+def _model_of(tp: Any) -> type[BaseModel] | None:
     tp = _unwrap(tp)
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return tp
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        models = [m for m in (_unwrap_model(a) for a in typing.get_args(tp)) if m is not None]
+        models = [m for m in (_model_of(a) for a in typing.get_args(tp)) if m is not None]
         return models[0] if len(models) == 1 else None
     return None
 
 
-def _step_type(tp: Any, part: Any) -> Any:
+def _member_type(tp: Any, part: Any, tag: str) -> Any:
     tp = _unwrap(tp)
     model = tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
     if model is not None:
@@ -601,11 +618,11 @@ def _step_type(tp: Any, part: Any) -> Any:
         return typing.get_args(tp)[0]
     if origin in (typing.Union, types.UnionType):
         for arg in typing.get_args(tp):
-            member = _unwrap_model(arg)
+            member = _model_of(arg)
             if member is None:
                 continue
-            type_field = member.model_fields.get("type")
-            if type_field is not None and typing.get_args(type_field.annotation) == (part,):
+            tag_field = member.model_fields.get(tag)
+            if tag_field is not None and typing.get_args(tag_field.annotation) == (part,):
                 return member
             if member.__name__.lower() == str(part).lower():
                 return member
@@ -684,8 +701,12 @@ def validate_paths(
     *,
     roster_path: str | os.PathLike[str] | None = None,
     templates_root: str | os.PathLike[str] | None = None,
+    check_monitors: Callable[[Path], list[Diagnostic]] | None = None,
 ) -> tuple[list[Diagnostic], int]:
-    """Validate every SOP (and roster) under `paths`: (all diagnostics, files checked)."""
+    """Validate every SOP (and roster) under `paths`: (all diagnostics, files checked).
+
+    A monitors file is handed to `check_monitors` (the edge that knows probes), or
+    skipped without it."""
     files, diagnostics = expand(paths)
     roster_file = Path(roster_path) if roster_path else find_roster(files)
     roster: Roster | None = None
@@ -698,6 +719,10 @@ def validate_paths(
         if is_roster(file):
             if roster_file is None or file.resolve() != roster_file.resolve():
                 diagnostics += load_roster(file)[1]
+            continue
+        if file.name in MONITOR_NAMES:
+            if check_monitors is not None:
+                diagnostics += check_monitors(file)
             continue
         checker.library = file.parent
         diagnostics += checker.load(file)[1]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from storeops import spec as s
-from storeops.durations import iso_to_us, seconds_to_us, us_to_iso
+from storeops.durations import iso_to_us, parse_duration, seconds_to_us, us_to_iso
 from storeops.errors import ExpressionError
 
 ROOT = ""
@@ -282,7 +282,12 @@ class Run:
             "params": self.params,
             "vars": self.vars,
             "steps": self.steps,
-            "run": {"id": self.run_id, "key": self.business_key, "sop": self.sop.id},
+            "run": {
+                "id": self.run_id,
+                "key": self.business_key,
+                "sop": self.sop.id,
+                "started_at": us_to_iso(event.at),  # recorded, so replays agree
+            },
         }
         self.scopes[ROOT] = Scope(ROOT, None, None, namespace=self.namespace)
         self.root_entered = False
@@ -1021,16 +1026,19 @@ class Run:
             return
         if token.until is not None:
             return
-        if state.for_ is not None:
-            until = token.entered_at + seconds_to_us(state.for_)
-        else:
-            try:
+        try:
+            if isinstance(state.for_, int | float):
+                until = token.entered_at + seconds_to_us(state.for_)
+            elif state.for_ is not None:  # an expression giving a duration (params.cadence)
+                value = self.evaluator.evaluate(state.for_, self.scopes[token.scope].namespace)
+                until = token.entered_at + seconds_to_us(parse_duration(value))
+            else:
                 value = self.evaluator.evaluate(state.until, self.scopes[token.scope].namespace)
                 until = _instant_us(value)
-            except (ExpressionError, ValueError, TypeError) as exc:
-                error = {"error": "Invalid", "state": token.state, "message": str(exc)}
-                self._fail_scope(token, error, now, out)
-                return
+        except (ExpressionError, ValueError, TypeError) as exc:
+            error = {"error": "Invalid", "state": token.state, "message": str(exc)}
+            self._fail_scope(token, error, now, out)
+            return
         self._emit(
             out, "wait.started", now, {"step": token.step, "visit": token.visit, "until": until}
         )
@@ -1127,6 +1135,7 @@ class Run:
         actor_roles: Sequence[str],
         *,
         reject: bool = False,
+        ignore_claim: bool = False,
     ) -> Refusal | None:
         """Why `actor` may not complete (or reject) `step` now; None if they may."""
         where = f"{self.sop.id} v{self.sop.version}, run {self.run_id}"
@@ -1155,6 +1164,14 @@ class Run:
                 f"{actor} may not act on step {step!r} ({where}): it needs role "
                 f"{' or '.join(sorted(allowed))}, and {actor} holds "
                 f"{', '.join(actor_roles) or 'no roles'}",
+            )
+        several = isinstance(state, s.ApprovalState) and state.approvals > 1
+        if token.claimed_by not in (None, actor) and not ignore_claim and not several:
+            # (an N-of-M approval is never held by one claimant: the others must decide too)
+            return Refusal(
+                "not_allowed",
+                f"step {step!r} ({where}) is claimed by {token.claimed_by}; "
+                "ask a lead to reassign it",
             )
         if isinstance(state, s.ApprovalState):
             if actor in token.approvals or actor in token.rejections:

@@ -29,6 +29,9 @@ OPERATIONS: dict[str, str] = {
     "store.add_order_note": "add a note to an order",
     "store.list_inquiries": "customer inquiries where the platform has them",
     "store.reply_inquiry": "answer a customer inquiry",
+    "ledger.timeline": "a run's timeline from the ledger: {run, sop, status, lines, text}",
+    "ledger.open_tasks": "open human steps across runs: {tasks, count, overdue, by_person}",
+    "email.send": "e-mail an address outside the roster (a supplier): {to, subject, text}",
     "http.post": "POST JSON to a configured webhook (mitigations, supplier systems)",
     "monitor.probe": "run a monitoring probe now; result is {ok, latency_ms, error_rate}",
 }

@@ -76,6 +76,10 @@ class Outbox(Protocol):
 
     def deliver(self, person: str, channel: str, subject: str, text: str, link: str) -> str: ...
 
+    def can_reach(self, channel: str) -> bool:
+        """Whether this outbox has a sender for `channel` (else the engine uses the inbox)."""
+        ...
+
 
 @dataclass
 class MemoryOutbox:
@@ -88,6 +92,9 @@ class MemoryOutbox:
             {"person": person, "channel": channel, "subject": subject, "text": text, "link": link}
         )
         return f"outbox-{len(self.messages)}"
+
+    def can_reach(self, channel: str) -> bool:
+        return True
 
 
 class BuiltinExecutor:
@@ -131,14 +138,31 @@ class Engine:
     clock: Clock = wall_clock
     inbox_url: str = "http://127.0.0.1:8765"
     expressions: Expressions = field(default_factory=Expressions)
+    #: Wraps each action attempt (the run-sop flow makes it a Prefect task run). Gets the
+    #: effect and a function that carries it out and returns a result or OperationError.
+    around_action: Callable[[m.RunAction, Callable[[], Any]], Any] | None = None
+    closed: bool = field(default=False, init=False, repr=False)
     _definitions: dict[str, LoadedSop] = field(default_factory=dict)
+
+    def close(self) -> None:
+        """Close the ledger and whatever the executor and outbox hold open (HTTP pools)."""
+        self.closed = True
+        try:
+            self.ledger.close()
+        finally:
+            for part in (self.executor, self.outbox):
+                closer = getattr(part, "close", None)
+                if closer is not None:
+                    closer()
 
     # ------------------------------------------------------------ definitions
 
     def load_definition(self, sop_id: str) -> LoadedSop:
         path = self.sops_dir / f"{sop_id}.yaml"
         if not path.is_file():
-            known = sorted(p.stem for p in self.sops_dir.glob("*.yaml") if p.stem != "team")
+            known = sorted(
+                p.stem for p in self.sops_dir.glob("*.yaml") if p.stem not in ("team", "monitors")
+            )
             raise ConfigError(
                 f"no SOP {sop_id!r} in {self.sops_dir}; known: {', '.join(known) or 'none'}"
             )
@@ -276,6 +300,28 @@ class Engine:
             return run_id, True
         raise RunError(f"could not start or find the {sop} run for alert {key!r}")
 
+    def clear_alert(
+        self,
+        key: str,
+        *,
+        sop: str,
+        summary: str | None = None,
+        actor: str = "monitor",
+        measured: Mapping[str, Any] | None = None,
+    ) -> str | None:
+        """Record the all-clear for an alert in its open incident (`alert.cleared`).
+
+        Returns the incident's run id, or None when no incident is open for the key (an
+        all-clear with nothing to clear is not an error: probes repeat themselves)."""
+        existing = self.ledger.find_run(sop, key, open_only=True)
+        if existing is None:
+            return None
+        data = {"key": key, "summary": summary, "actor": actor, "measured": dict(measured or {})}
+        self.ledger.append(
+            existing.run_id, [NewEvent("alert.cleared", us_to_iso(self.clock()), _jsonable(data))]
+        )
+        return existing.run_id
+
     def load(self, run_id: str) -> tuple[m.Run, int, list[StoredEvent]]:
         """Replay a run from the ledger: (machine, head sequence, stored events)."""
         try:
@@ -325,7 +371,12 @@ class Engine:
                     wake = run.wake_at() if run.status == "running" else None
                     self.ledger.set_wake(run_id, us_to_iso(wake) if wake is not None else None)
                     return run
-                head, appended = self._carry_out(run_id, run, effects[0], head)
+                batch = [e for e in effects if isinstance(e, m.RunAction) and _batchable(e)]
+                batch = batch[:MAX_BATCH]
+                if len(batch) > 1:
+                    head, appended = self._carry_out_batch(run_id, run, batch, head)
+                else:
+                    head, appended = self._carry_out(run_id, run, effects[0], head)
             except (ConcurrentAppendError, _Reload):
                 run, head, _stored = self.load(run_id)
                 continue
@@ -401,6 +452,25 @@ class Engine:
             self.drive(run_id)
         return due
 
+    def recover(self, *, drive: bool = True, limit: int | None = None) -> list[str]:
+        """Sweep every open run from its events, not from the wake hints: a run with work
+        due now (a decision, an assignment, an action whose driver died past its lease) is
+        driven (or only listed, `drive=False`); every other run's wake time is rewritten
+        from its events, repairing a lost or wrong hint. Returns the runs found due."""
+        now = self.clock()
+        found: list[str] = []
+        for record in self.ledger.runs(status="running", limit=limit):
+            run, _head, _stored = self.load(record.run_id)
+            due = bool(run.advance(now)) or any(self._is_ours(run, e, now) for e in run.effects())
+            if due:
+                found.append(record.run_id)
+                if drive:
+                    self.drive(record.run_id)
+            else:
+                wake = run.wake_at()
+                self.ledger.set_wake(record.run_id, us_to_iso(wake) if wake is not None else None)
+        return found
+
     def next_wake(self) -> int | None:
         """The earliest moment any open run needs `tick` (µs), or None."""
         found = self.ledger.next_wake()
@@ -434,33 +504,14 @@ class Engine:
                 data["due_at"] = us_to_iso(token.entered_at + seconds_to_us(state.due))
             events.append(m.Event("task.assigned", now, data))
             head = self._append(run_id, events, head)
-            self._tell(candidates, run, effect.step, "assigned", effect.role)
+            head = self._tell(candidates, run, effect.step, "assigned", effect.role, head)
         elif isinstance(effect, m.RunAction):
-            attempted = {
-                **ref,
-                "attempt": effect.attempt,
-                "uses": effect.uses,
-                "inputs": _jsonable(effect.inputs),
-                "idempotency_key": effect.idempotency_key,
-            }
-            first = m.Event("action.attempted", now, attempted)
+            first = _claim(effect, now)
             head = self._append(run_id, [first], head)  # the claim: one driver wins it
             run.apply(first)
-            result = self._execute(run, effect)
-            done = self.clock()
-            base = {**ref, "attempt": effect.attempt, "idempotency_key": effect.idempotency_key}
-            if isinstance(result, OperationError):
-                failed = {
-                    **base,
-                    "error": result.error,
-                    "message": str(result),
-                    "retryable": result.retryable,
-                }
-                if result.retry_after:
-                    failed["retry_after_us"] = int(result.retry_after * 1e6)
-                outcome = m.Event("action.failed", done, failed)
-            else:
-                outcome = m.Event("action.succeeded", done, {**base, "result": _jsonable(result)})
+            execute: Callable[[], Any] = lambda: self._execute(run, effect)  # noqa: E731
+            result = self.around_action(effect, execute) if self.around_action else execute()
+            outcome = _outcome(effect, result, self.clock())
             head = self._fact(run_id, [outcome], head)
             events.append(outcome)
         elif isinstance(effect, m.SendNotification):
@@ -491,14 +542,47 @@ class Engine:
             data = {**ref, "number": effect.number, "people": people}
             events.append(m.Event("task.reminded", now, data))
             head = self._append(run_id, events, head)
-            self._tell(people, run, effect.step, "reminder", effect.role)
+            head = self._tell(people, run, effect.step, "reminder", effect.role, head)
         elif isinstance(effect, m.Escalate):
             people = self.roster.holders(effect.to)
             data = {**ref, "to": effect.to, "people": people}
             events.append(m.Event("task.escalated", now, data))
             head = self._append(run_id, events, head)
-            self._tell(people, run, effect.step, "escalated", effect.to)
+            head = self._tell(people, run, effect.step, "escalated", effect.to, head)
         return head, [m.Event(e.type, e.at, _jsonable(e.data)) for e in events]
+
+    def _carry_out_batch(
+        self, run_id: str, run: m.Run, batch: Sequence[m.RunAction], head: int
+    ) -> tuple[int, list[m.Event]]:
+        """Carry out many ready actions of a `map` at once (an order wave): one append for
+        the claims, the calls concurrently (`Executor.run_many`, bounded by the map's
+        `max_concurrency`), one append for the results. Same records as one by one."""
+        claims = [_claim(effect, self.clock()) for effect in batch]
+        head = self._append(run_id, claims, head)
+        for claim in claims:
+            run.apply(claim)
+        results = self._execute_many(run, batch)
+        done = self.clock()
+        outcomes = [_outcome(e, r, done) for e, r in zip(batch, results, strict=True)]
+        head = self._fact(run_id, outcomes, head)
+        return head, outcomes
+
+    def _execute_many(self, run: m.Run, batch: Sequence[m.RunAction]) -> list[Any]:
+        run_many = getattr(self.executor, "run_many", None)
+        if run_many is None:
+            return [self._execute(run, effect) for effect in batch]
+        calls = [(e.uses, e.inputs, e.idempotency_key, e.timeout_us / 1e6) for e in batch]
+        try:
+            results = list(run_many(calls))
+        except Exception as exc:  # an executor bug must not lose the attempt records
+            failure = OperationError("Error", f"{type(exc).__name__}: {exc}", retryable=False)
+            return [failure] * len(batch)
+        return [
+            r
+            if not isinstance(r, BaseException) or isinstance(r, OperationError)
+            else OperationError("Error", f"{type(r).__name__}: {r}", retryable=False)
+            for r in results
+        ]
 
     def _start_child(self, run_id: str, effect: m.StartCall) -> str:
         """Start (or find, after a crash) the sub-SOP run of a call; its id is derived."""
@@ -531,6 +615,9 @@ class Engine:
                 locale = str(inputs.pop("locale", "zh-CN"))
                 rendered = self.render_template(run, name, locale, inputs)
                 return {"text": rendered.text, "digest": rendered.digest, "locale": rendered.locale}
+            scripted = getattr(self.executor, "scripts", None)
+            if effect.uses in _LEDGER_OPERATIONS and not (scripted and scripted(effect.uses)):
+                return self._ledger_operation(run, effect.uses, effect.inputs)
             return self.executor.run(
                 effect.uses,
                 effect.inputs,
@@ -544,6 +631,51 @@ class Engine:
         except Exception as exc:  # an executor bug must not lose the attempt record
             return OperationError("Error", f"{type(exc).__name__}: {exc}", retryable=False)
 
+    def _ledger_operation(self, run: m.Run, uses: str, inputs: Mapping[str, Any]) -> Any:
+        """Operations answered from the ledger itself (reviews, daily plans)."""
+        from storeops.timeline import render
+
+        if uses == "ledger.timeline":
+            target = str(inputs.get("run") or run.run_id)
+            try:
+                record = self.ledger.get_run(target)
+            except LedgerRunNotFound:
+                raise OperationError("NotFound", f"ledger.timeline: no run {target!r}") from None
+            sop = self.definition(record.def_hash).spec
+            events = [
+                {"type": e.type, "at": e.at, "data": e.data} for e in self.ledger.events(target)
+            ]
+            lines = render(events, sop, str(inputs.get("locale", "zh-CN")))
+            return {
+                "run": target,
+                "sop": record.sop_id,
+                "key": record.business_key,
+                "status": record.status,
+                "started_at": record.started_at,
+                "events": len(events),
+                "lines": lines,
+                "text": "\n".join(lines),
+            }
+        # ledger.open_tasks: every open human step across running runs, with who may act
+        tasks = self.tasks(role=inputs.get("role"))
+        for task in tasks:
+            task["people"] = sorted({p for r in task["roles"] for p in self.roster.holders(r)})
+            raw = task["title"]  # both languages, so one digest can speak each reader's
+            task["titles"] = {loc: s.localize(raw, loc) for loc in s.LOCALES}
+            task["title"] = s.localize(raw, str(inputs.get("locale", "zh-CN")))
+        by_person: dict[str, list[dict[str, Any]]] = {}
+        for task in tasks:
+            for person in task["people"]:
+                by_person.setdefault(person, []).append(task)
+        overdue = [t for t in tasks if t["overdue"]]
+        return {
+            "tasks": tasks,
+            "count": len(tasks),
+            "overdue": overdue,
+            "overdue_count": len(overdue),
+            "by_person": by_person,
+        }
+
     def _people_for(self, run: m.Run, step: str) -> list[str]:
         token = run.token(step)
         if token is None:
@@ -553,16 +685,47 @@ class Engine:
             people += [p for p in self.roster.holders(role) if p not in people]
         return people
 
-    def _tell(self, people: Sequence[str], run: m.Run, step: str, why: str, role: str) -> None:
+    def _channel(self, person: str) -> str:
+        """The person's first channel (roster order) the outbox can reach, else the inbox."""
+        for channel in self.roster.people[person].channels:
+            if self.outbox.can_reach(channel):
+                return channel
+        return "inbox"
+
+    def _deliver(
+        self, person: str, subject: str, text: str, link: str, sent: dict[str, Any]
+    ) -> None:
+        """Deliver to one person; record the channel used, or the failure, in `sent`."""
+        channel = self._channel(person)
+        try:
+            self.outbox.deliver(person, channel, subject, text, link)
+            sent.setdefault("delivered", {})[person] = channel
+        except (StoreopsError, OSError) as exc:  # one person's channel must not stop the rest
+            sent.setdefault("failed", {})[person] = f"{channel}: {str(exc)[:300]}"
+
+    def _tell(
+        self, people: Sequence[str], run: m.Run, step: str, why: str, role: str, head: int
+    ) -> int:
+        """Tell people about a task (assigned, reminder, escalated), then record who was
+        reached by which channel as a fact (`notice.sent`). At most once: a crash between
+        the task event and this loses the notice, never the task (the inbox shows it)."""
         token = run.token(step)
         state = run.states.get(token.state) if token else None
+        sent: dict[str, Any] = {"step": step, "visit": token.visit if token else 0, "why": why}
         for person in people:
             locale = self.roster.locale_of(person)
             title = s.localize(getattr(state, "title", None), locale) or step
             subject = _subject(why, locale, run.sop, title)
             link = f"{self.inbox_url}/runs/{run.run_id}/steps/{step}"
-            channel = next(iter(self.roster.people[person].channels), "inbox")
-            self.outbox.deliver(person, channel, subject, subject, link)
+            self._deliver(person, subject, subject, link, sent)
+        if not people:
+            return head
+        return self._fact(run.run_id, [m.Event("notice.sent", self.clock(), sent)], head)
+
+    def _recipient(self, person: str) -> dict[str, Any]:
+        """Who a notify template is rendered for (`recipient` in its context)."""
+        entry = self.roster.people[person]
+        return {"id": person, "name": entry.name, "locale": entry.locale, "roles": entry.roles}
 
     def _notify(self, run: m.Run, effect: m.SendNotification) -> dict[str, Any]:
         people: list[str] = []
@@ -574,23 +737,26 @@ class Engine:
                 people += [p for p in self.roster.holders(target) if p not in people]
         digests: dict[str, str] = {}
         template_digest = None
+        sent: dict[str, Any] = {}
         for person in people:
             locale = self.roster.locale_of(person)
             if effect.template:
-                rendered = self.render_template(run, effect.template, locale, effect.context)
+                context = {**effect.context, "recipient": self._recipient(person)}
+                rendered = self.render_template(run, effect.template, locale, context)
                 text, template_digest = rendered.text, rendered.source_digest
             else:
-                text = s.localize(effect.message, locale)
+                context = {**effect.context, "recipient": self._recipient(person)}
+                text = str(
+                    self.expressions.render_value(s.localize(effect.message, locale), context)
+                )
             digests[person] = hashlib.sha256(text.encode()).hexdigest()
             subject = text.strip().splitlines()[0][:120] if text.strip() else run.sop.id
-            self.outbox.deliver(
-                person,
-                next(iter(self.roster.people[person].channels), "inbox"),
-                subject,
-                text,
-                f"{self.inbox_url}/runs/{run.run_id}",
-            )
+            self._deliver(person, subject, text, f"{self.inbox_url}/runs/{run.run_id}", sent)
+        if people and not sent.get("delivered"):
+            reasons = "; ".join(f"{p}: {why}" for p, why in sent["failed"].items())
+            raise OperationError("Unavailable", f"no one could be reached: {reasons}")
         data: dict[str, Any] = {"to": list(effect.to), "people": people, "digests": digests}
+        data.update(sent)
         if channels:
             data["channels"] = channels
         if effect.template:
@@ -622,8 +788,12 @@ class Engine:
         if isinstance(state.instructions, s.Template):
             name = state.instructions.template
             instructions = self.render_template(run, name, locale, context).text
-        elif state.instructions is not None:
-            instructions = s.localize(state.instructions, locale)
+        elif state.instructions is not None:  # inline text may use {{ }} like a message
+            text = s.localize(state.instructions, locale)
+            try:
+                instructions = str(self.expressions.render_value(text, context))
+            except StoreopsError:  # a value the run lacks yet: show the text as written
+                instructions = text
         due = token.entered_at + int(state.due * 1e6) if state.due else None
         return {
             "run": run_id,
@@ -749,6 +919,47 @@ class Engine:
             return self.drive(run_id)
         raise RunError(f"run {run_id}: too much contention completing {step!r}; try again")
 
+    def claim(self, run_id: str, step: str, *, actor: str, to: str | None = None) -> m.Run:
+        """`actor` takes `step` (only they may complete it then), or — a lead, with `to` —
+        hands it to another holder of its role. Recorded as `task.claimed` (with `by` for a
+        reassignment); refusals are recorded like a completion's."""
+        person = to or actor
+        for who in (actor, person):
+            if who not in self.roster.people:
+                raise NotAllowedError(
+                    f"{who!r} is not in the roster; known people: {', '.join(self.roster.people)}"
+                )
+        for _ in range(100):
+            run, head, _stored = self.load(run_id)
+            token = run.token(step)
+            if to is not None:
+                if not any(_is_lead(r) for r in self.roster.roles_of(actor)):
+                    not_lead = m.Refusal("not_allowed", f"only a lead may reassign {step!r}")
+                    self._refuse(run_id, step, actor, not_lead, head)
+                    raise NotAllowedError(not_lead.message)
+                if token is not None and token.claimed_by == person:
+                    return run
+            refusal = run.check_completion(
+                step, person, self.roster.roles_of(person), ignore_claim=to is not None
+            )
+            if refusal is not None:
+                self._refuse(run_id, step, actor, refusal, head)
+                raise _REFUSALS[refusal.kind](refusal.message)
+            assert token is not None
+            if to is None and token.claimed_by == actor:
+                return run  # already theirs
+            data: dict[str, Any] = {"step": step, "visit": token.visit, "actor": person}
+            if to is not None:
+                data["by"] = actor
+            event = m.Event("task.claimed", self.clock(), data)
+            try:
+                self._append(run_id, [event], head)
+            except ConcurrentAppendError:
+                continue
+            run.apply(event)
+            return run
+        raise RunError(f"run {run_id}: too much contention claiming {step!r}; try again")
+
     def _refuse(self, run_id: str, step: str, actor: str, refusal: m.Refusal, head: int) -> None:
         data = {"step": step, "actor": actor, "reason": refusal.kind, "message": refusal.message}
         try:
@@ -784,10 +995,59 @@ class Engine:
                         "assigned_at": us_to_iso(token.entered_at),
                         "due_at": us_to_iso(due) if due else None,
                         "overdue": token.overdue or (due is not None and due < self.clock()),
+                        "claimed_by": token.claimed_by,
                     }
                 )
         found.sort(key=lambda t: (not t["overdue"], t["due_at"] or "9999", t["run"]))
         return found
+
+
+#: Operations the Engine answers from its own ledger, not through the executor.
+_LEDGER_OPERATIONS = frozenset({"ledger.timeline", "ledger.open_tasks"})
+
+#: The most actions one batch claims and runs at once (a map's own bound is usually lower).
+MAX_BATCH = 500
+
+
+def _batchable(effect: m.RunAction) -> bool:
+    """Actions of map items run in batches; other actions one by one (as Prefect tasks)."""
+    return "[" in effect.step and effect.uses != "render.template"
+
+
+def _claim(effect: m.RunAction, now: int) -> m.Event:
+    """`action.attempted`: recorded before the call; the driver that records it runs it."""
+    return m.Event(
+        "action.attempted",
+        now,
+        {
+            "step": effect.step,
+            "visit": effect.visit,
+            "attempt": effect.attempt,
+            "uses": effect.uses,
+            "inputs": _jsonable(effect.inputs),
+            "idempotency_key": effect.idempotency_key,
+        },
+    )
+
+
+def _outcome(effect: m.RunAction, result: Any, at: int) -> m.Event:
+    base = {
+        "step": effect.step,
+        "visit": effect.visit,
+        "attempt": effect.attempt,
+        "idempotency_key": effect.idempotency_key,
+    }
+    if isinstance(result, OperationError):
+        failed = {
+            **base,
+            "error": result.error,
+            "message": str(result),
+            "retryable": result.retryable,
+        }
+        if result.retry_after:
+            failed["retry_after_us"] = int(result.retry_after * 1e6)
+        return m.Event("action.failed", at, failed)
+    return m.Event("action.succeeded", at, {**base, "result": _jsonable(result)})
 
 
 class _Reload(Exception):
@@ -813,6 +1073,11 @@ _REFUSALS: dict[str, type[RunError]] = {
     "not_allowed": NotAllowedError,
     "invalid": InvalidInputError,
 }
+
+
+def _is_lead(role: str) -> bool:
+    """Leads may reassign steps: `lead`, or a role ending in `_lead` (ops_lead, cs_lead)."""
+    return role == "lead" or role.endswith("_lead")
 
 
 def _acting_role(step_roles: Sequence[str], person_roles: Sequence[str]) -> str:
@@ -988,14 +1253,23 @@ def _short_hash(*parts: object) -> str:
 
 
 def _jsonable(value: Any) -> Any:
+    """`value` as JSON types (dates as ISO text, tuples as lists, other objects as text).
+
+    On the hot path of every append (an order wave writes tens of thousands of events):
+    exact type checks first, the general isinstance checks only for the rest."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or kind is float or value is None:
+        return value
+    if kind is dict:
+        return {k if type(k) is str else str(k): _jsonable(v) for k, v in value.items()}
+    if kind is list:
+        return [_jsonable(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     if isinstance(value, datetime | date):
         return value.isoformat()
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return value
-    if value is None or isinstance(value, str | int | float | bool):
+    if isinstance(value, str | int | float | bool):
         return value
     return str(value)

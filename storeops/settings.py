@@ -45,6 +45,7 @@ class Settings:
         self.roster_path = Path(roster or env("STOREOPS_ROSTER") or self.sops / "team.yaml")
         chosen = lang or env("STOREOPS_LANG") or env("LANG", "")
         self.locale = "zh-CN" if chosen.lower().startswith("zh") else "en"
+        self._opened: list[Any] = []
 
     def environment(self) -> dict[str, str]:
         """The variables that make another process (a flow run, a worker) see the same."""
@@ -72,9 +73,13 @@ class Settings:
         return roster
 
     def engine(self) -> Any:
-        """An Engine over this ledger, library, roster and templates (built-in executor)."""
+        """An Engine over this ledger, library, roster and templates, acting through the
+        connectors configured in the environment."""
+        from connectors.executor import ConnectorExecutor
+        from connectors.notify import ChannelOutbox
+        from connectors.secrets import resolve_environment
         from storeops.ledger import open_ledger
-        from storeops.runtime import BuiltinExecutor, Engine
+        from storeops.runtime import Engine
         from storeops.templates import TemplateLibrary
 
         if not self.sops.is_dir():
@@ -82,10 +87,30 @@ class Settings:
         if "://" not in self.ledger_url:
             Path(self.ledger_url).parent.mkdir(parents=True, exist_ok=True)
         templates = TemplateLibrary(self.templates)
-        return Engine(
+        roster = self.roster()
+        environ = resolve_environment(os.environ)  # `prefect-secret:BLOCK` values resolved
+        engine = Engine(
             ledger=open_ledger(self.ledger_url),
             sops_dir=self.sops,
             templates=templates,
-            roster=self.roster(),
-            executor=BuiltinExecutor(),
+            roster=roster,
+            executor=ConnectorExecutor(environ, home=self.home, sops=self.sops),
+            outbox=ChannelOutbox.from_env(roster, environ),
+            inbox_url=self.inbox_url(),
         )
+        self._opened = [e for e in self._opened if not e.closed] + [engine]
+        return engine
+
+    def inbox_url(self) -> str:
+        """Where task links point: the running inbox (inbox.json), else STOREOPS_INBOX_URL,
+        else the usual loopback address."""
+        from storeops.wake import INBOX_FILE, recorded_url
+
+        return recorded_url(self.home / INBOX_FILE) or os.environ.get(
+            "STOREOPS_INBOX_URL", "http://127.0.0.1:8765"
+        )
+
+    def close(self) -> None:
+        """Close every engine this object made (ledger handles, HTTP pools); idempotent."""
+        while self._opened:
+            self._opened.pop().close()

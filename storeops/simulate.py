@@ -91,6 +91,10 @@ class ScriptedExecutor:
         self.queues = {k: list(v) for k, v in actions.items()}
         self.calls: list[tuple[str, dict[str, Any], str]] = []
 
+    def scripts(self, uses: str) -> bool:
+        """Whether the scenario scripts `uses` (then even `ledger.*` answers come from it)."""
+        return bool(self.queues.get(uses))
+
     def run(
         self, uses: str, inputs: Mapping[str, Any], *, idempotency_key: str, timeout: float
     ) -> Any:
@@ -185,27 +189,9 @@ def simulate(
     problems: list[str] = []
     for number, step in enumerate(scenario.steps, start=1):
         _run_timers(engine, clock, clock.now + seconds_to_us(step.after))
-        target = step.done or step.reject
-        if target is None:
-            continue
-        where = _run_with(engine, target) or run_id
-        try:
-            engine.complete(
-                where,
-                target,
-                actor=step.as_,
-                fields=step.fields,
-                evidence={k: [_digest(v) for v in vs] for k, vs in step.evidence.items()},
-                checklist=step.checklist,
-                note=step.note,
-                reject=step.reject is not None,
-                reason=step.reason,
-            )
-            if step.expect_error:
-                problems.append(f"step {number}: expected {step.expect_error}, but it was accepted")
-        except RunError as exc:
-            if type(exc).__name__ != step.expect_error:
-                problems.append(f"step {number} ({step.as_} on {target}): {exc}")
+        problem = act(engine, step, run_id, number)
+        if problem:
+            problems.append(problem)
     _run_timers(engine, clock, clock.now + seconds_to_us(scenario.settle))
     record = ledger.get_run(run_id)
     runs = [run_id] + [r.run_id for r in ledger.runs() if r.parent_run == run_id]
@@ -234,6 +220,37 @@ def simulate(
     )
 
 
+def act(
+    engine: Engine, step: StepScript, run_id: str, number: int, *, drive: bool = True
+) -> str | None:
+    """Carry out one scripted person's step through `Engine.complete` (the path the CLI and
+    the inbox take); return a problem, or None when it went as the script expects."""
+    target = step.done or step.reject
+    if target is None:
+        return None
+    where = run_waiting_for(engine, target) or run_id
+    try:
+        engine.complete(
+            where,
+            target,
+            actor=step.as_,
+            fields=step.fields,
+            evidence={k: [_digest(v) for v in vs] for k, vs in step.evidence.items()},
+            checklist=step.checklist,
+            note=step.note,
+            reject=step.reject is not None,
+            reason=step.reason,
+            drive=drive,
+        )
+    except RunError as exc:
+        if type(exc).__name__ != step.expect_error:
+            return f"step {number} ({step.as_} on {target}): {exc}"
+        return None
+    if step.expect_error:
+        return f"step {number}: expected {step.expect_error}, but it was accepted"
+    return None
+
+
 def _run_timers(engine: Engine, clock: FakeClock, until: int) -> None:
     """Move the fake clock to `until`, firing every timer due on the way, in order, through
     the ledger's wake times (the same mechanism the runner and `storeops advance` use)."""
@@ -247,7 +264,7 @@ def _run_timers(engine: Engine, clock: FakeClock, until: int) -> None:
     engine.tick(limit=100_000)
 
 
-def _run_with(engine: Engine, step: str) -> str | None:
+def run_waiting_for(engine: Engine, step: str) -> str | None:
     """The newest running run where `step` waits for a person."""
     for record in reversed(engine.ledger.runs(status="running")):
         run, _head, _stored = engine.load(record.run_id)

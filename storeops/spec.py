@@ -7,6 +7,7 @@ path. Cross-references (targets, roles, templates, expressions) are checked in `
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
@@ -87,6 +88,27 @@ Duration = Annotated[
     float,
     BeforeValidator(_duration),
     WithJsonSchema({"type": ["string", "number"], "description": DURATION_HELP}),
+]
+
+_DURATION_EXPR = re.compile(r"^\s*(params|vars|steps)\.")
+
+
+def _duration_or_expression(value: Any) -> Any:
+    """A duration, or an expression over params/vars/steps giving one (a wait's `for`)."""
+    if isinstance(value, str) and _DURATION_EXPR.match(value):
+        return value.strip()
+    return parse_duration(value)
+
+
+DurationOrExpr = Annotated[
+    float | str,
+    BeforeValidator(_duration_or_expression),
+    WithJsonSchema(
+        {
+            "type": ["string", "number"],
+            "description": DURATION_HELP + ", or an expression such as params.update_every",
+        }
+    ),
 ]
 
 StateId = Annotated[str, Field(pattern=STATE_ID)]
@@ -333,7 +355,7 @@ class MapState(_State):
 
 class WaitState(_State):
     type: Literal["wait"]
-    for_: Duration | None = Field(default=None, alias="for")
+    for_: DurationOrExpr | None = Field(default=None, alias="for")
     until: str | None = Field(default=None, description="expression giving an ISO instant")
     next: StateId
 

@@ -49,6 +49,10 @@ STATUS_OK, STATUS_UNHEALTHY, STATUS_NOT_RUNNING = 0, 1, 3
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
+#: The inbox's usual port (notification links use whatever it really got: inbox.json).
+INBOX_PORT = 8765
+
+
 class StackError(StoreopsError):
     """A stack component failed to start, to become healthy, or to stop."""
 
@@ -208,7 +212,20 @@ class Stack:
         """What `up` starts, in order. Later parts of the stack (a worker or runner, the
         inbox web server) are added here; each gets the server URL from `port`."""
         server = self.prefect_server(port)
-        return [server, self.runner(port)] if self.with_runner else [server]
+        return [server, self.runner(port), self.inbox()] if self.with_runner else [server]
+
+    def inbox(self) -> Component:
+        """storeops.web: the inbox where people do their steps (8765, else any free port)."""
+        inbox_port = INBOX_PORT if _port_free(INBOX_PORT) else _any_free_port()
+        env = {"STOREOPS_HOME": str(self.home), "PYTHONUNBUFFERED": "1", **self.storeops_env}
+        return Component(
+            name="inbox",
+            argv=(self.python, "-m", "storeops.web", "--port", str(inbox_port)),
+            env=env,
+            health_url=f"http://{HOST}:{inbox_port}/health",
+            port=inbox_port,
+            urls={"inbox": f"http://{HOST}:{inbox_port}"},
+        )
 
     def runner(self, port: int) -> Component:
         """flows.runner: wakes runs (completions, due timers) as run-sop flow runs."""

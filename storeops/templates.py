@@ -17,6 +17,33 @@ from jinja2.sandbox import SandboxedEnvironment
 from storeops.spec import LOCALES
 
 
+class TemplateRenderError(TemplateError):
+    """Rendering failed (a missing variable, a bad filter argument): says which template,
+    which locale and which line, so whoever maintains the template can fix it."""
+
+
+def _render(template: Template, shown: str, context: dict[str, Any]) -> str:
+    try:
+        return template.render(context)
+    except TemplateError as exc:
+        line = _template_line(exc, template)
+        where = f"template {shown}" + (f" line {line}" if line else "")
+        message = getattr(exc, "message", None) or str(exc)
+        raise TemplateRenderError(f"{where}: {type(exc).__name__}: {message}") from None
+
+
+def _template_line(exc: BaseException, template: Template) -> int | None:
+    """The template line the error came from (Jinja2 rewrites tracebacks to name it)."""
+    names = {template.filename or "<template>", "<template>"}
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename in names:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
 @dataclass(frozen=True, slots=True)
 class Rendered:
     text: str
@@ -93,13 +120,13 @@ class TemplateLibrary:
         if template is None:
             template = self._envs[use].from_string(sources[use])
             self._compiled[key] = template
-        text = template.render(context)
+        text = _render(template, f"{use}/{name} (as pinned by the run)", context)
         return Rendered(text, name, use, _digest(sources[use]), _digest(text))
 
     def render(self, name: str, locale: str, context: dict[str, Any]) -> Rendered:
         present = self.locales_of(name)
         use = locale if locale in present else (present[0] if present else locale)
-        text = self.get(name, use).render(context)
+        text = _render(self.get(name, use), f"{use}/{name}", context)
         return Rendered(
             text=text,
             template=name,

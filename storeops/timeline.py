@@ -66,6 +66,21 @@ def describe(event: Mapping[str, Any], sop: SopSpec | None, locale: str = "en") 
     if kind == "action.failed":
         retry = "retryable" if d.get("retryable") else "final"
         return f"  ⚙ {step}: failed {d.get('error')} ({retry}): {d.get('message')}"
+    if kind == "task.claimed":
+        by = f" by {d['by']}" if d.get("by") else ""
+        verb = "reassigned to" if d.get("by") else "claimed by"
+        return f"  ⚑ {step} {verb} {d.get('actor')}{by}"
+    if kind == "alert.repeated":
+        return f"  ⚠ alert {d.get('key')} again ({d.get('severity') or 'no severity'})"
+    if kind == "alert.cleared":
+        return f"  ✓ alert {d.get('key')} cleared by {d.get('actor')}"
+    if kind == "notice.sent":  # who was told of a task; shown only when someone was missed
+        failed = d.get("failed") or {}
+        return f"  ✉ {step}: could not reach {', '.join(failed)}" if failed else None
+    if kind == "notification.sending":
+        return None  # the delivery's claim; `sent` or `failed` follows and says it all
+    if kind == "notification.failed":
+        return f"  ✉ {step}: delivery failed {d.get('error')}: {d.get('message')}"
     if kind == "notification.sent":
         return f"  ✉ {step}: sent to {', '.join(d.get('people', []) or d.get('to', []))}"
     if kind == "map.started":

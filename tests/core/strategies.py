@@ -60,6 +60,10 @@ def best_value(spec: s.FieldSpec) -> Any:
     return {"bool": True, "enum": (spec.values or ["x"])[0], "list": []}.get(spec.type, "ok")
 
 
+#: How many times a cooperative person answers the same step before letting it time out.
+PATIENCE = 3
+
+
 @dataclass
 class Driver:
     sop: s.SopSpec
@@ -127,6 +131,10 @@ class Driver:
     def act(self, cooperative: bool) -> None:
         """One move of the world: a person acts, or time passes."""
         tasks = self.run.active_tasks()
+        if cooperative and tasks and tasks[0].visit > PATIENCE:
+            # A loop a person keeps failing (a listing check random values never pass):
+            # a cooperative world stops answering and lets the step's timeout decide.
+            tasks = []
         if tasks and (cooperative or self.choose([0, 1, 2, 3]) > 0):
             token = tasks[0] if cooperative else self.choose(tasks)
             state = self.run.states[token.state]

@@ -17,11 +17,12 @@ from storeops.errors import (
     AlreadyCompletedError,
     InvalidInputError,
     NotAllowedError,
+    OperationError,
     StepNotActiveError,
 )
 from storeops.ledger import NewEvent
 from storeops.machine import idempotency_key
-from storeops.runtime import Engine
+from storeops.runtime import BuiltinExecutor, Engine
 from tests.conftest import HOUR, MINUTE, T0, VALID
 
 Make = Callable[..., Engine]
@@ -260,6 +261,53 @@ def test_map_respects_its_concurrency_bound_and_collects_results(make_engine: Ma
     assert ["pack"] == open_steps(engine, run)  # one failure is tolerated
 
 
+class _Batching:
+    """An executor with `run_many`, as the connector executor has: records each batch."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.single = 0
+
+    def run(self, uses: str, inputs: Any, *, idempotency_key: str, timeout: float) -> Any:
+        if uses.startswith("builtin."):
+            return BuiltinExecutor().run(
+                uses, inputs, idempotency_key=idempotency_key, timeout=timeout
+            )
+        self.single += 1
+        result = self.run_many([(uses, inputs, idempotency_key, timeout)])[0]
+        if isinstance(result, OperationError):
+            raise result
+        return result
+
+    def run_many(self, calls: list[tuple[str, Any, str, float]]) -> list[Any]:
+        self.batches.append([key for _uses, _inputs, key, _timeout in calls])
+        return [
+            OperationError("Unavailable", "try later", retryable=True)
+            if inputs["order_id"] == "o3" and key.endswith("/1") and len(self.batches) < 3
+            else {"shipped": inputs["order_id"]}
+            for _uses, inputs, key, _timeout in calls
+        ]
+
+
+def test_map_items_run_in_batches_within_the_concurrency_bound(make_engine: Make) -> None:
+    engine = make_engine()
+    batching = _Batching()
+    engine.executor = batching
+    orders = [{"id": f"o{i}", "value": 1} for i in range(7)]
+    run = engine.start("order-wave-mini", {"orders": orders}, actor="ann")
+    engine.clock.now += HOUR  # type: ignore[attr-defined]  # past o3's retry backoff
+    engine.drive(run)
+    assert max(len(b) for b in batching.batches) == 2  # the map's max_concurrency
+    assert len(batching.batches) - batching.single >= 2  # real batches, not only singles
+    keys = [k for b in batching.batches for k in b]
+    assert 8 == len(keys)  # seven orders, o3 twice (its first attempt failed)
+    assert 7 == len(set(keys))  # the retry reused o3's key
+    succeeded = events(engine, run, "action.succeeded")
+    shipped = sorted(e["result"]["shipped"] for e in succeeded if "shipped" in e["result"])
+    assert [f"o{i}" for i in range(7)] == shipped
+    assert ["pack"] == [t.step for t in engine.load(run)[0].active_tasks()]
+
+
 def test_map_item_approval_is_addressed_by_index(make_engine: Make) -> None:
     engine = make_engine(actions={"store.fulfil_order": [{"result": {}}]})
     orders = [{"id": "a", "value": 5}, {"id": "b", "value": 5000}]
@@ -424,6 +472,102 @@ def test_timers_fire_after_a_restart_through_the_ledgers_wake_times(
     assert [run] == second.tick()
     assert [1] == [e["number"] for e in events(second, run, "task.reminded")]
     assert second.next_wake() == T0 + 2 * HOUR
+
+
+def test_recover_finds_runs_from_their_events_even_when_the_wake_hint_is_lost(
+    make_engine: Make,
+) -> None:
+    engine = make_engine()
+    stuck = engine.start("approvals", {}, actor="ann", drive=False)  # nobody drove it
+    waiting = engine.start("approvals", {}, actor="ann")  # a person has the next move
+    engine.ledger.set_wake(stuck, None)  # the hint is lost (a bug, a hand-edited table)
+    engine.ledger.set_wake(waiting, None)
+    assert [] == engine.tick()  # the wake table alone cannot see them
+    assert [stuck] == engine.recover(drive=False)
+    assert [] == [t.step for t in engine.load(stuck)[0].active_tasks()]  # only listed
+    assert [stuck] == engine.recover()
+    assert ["draft"] == [t.step for t in engine.load(stuck)[0].active_tasks()]
+    assert [] == engine.recover()  # nothing is due now; wake times rewritten from events
+    wakes = [engine.load(r)[0].wake_at() for r in (stuck, waiting)]
+    assert None not in wakes
+    assert engine.next_wake() == min(w for w in wakes if w is not None)  # timers are back
+
+
+def test_ledger_operations_and_the_recipient_of_a_notice(make_engine: Make) -> None:
+    engine = make_engine()
+    waiting = engine.start("approvals", {}, actor="ann")  # cai/bo (clerk) must draft
+    run = engine.start("digest", {"target": waiting}, actor="ann")
+    assert "succeeded" == engine.ledger.get_run(run).status
+    saved = {e["name"]: e["value"] for e in events(engine, run, "vars.saved")}
+    assert 1 == saved["open"]["count"]
+    assert ["draft"] == [t["step"] for t in saved["open"]["by_person"]["cai"]]
+    assert waiting == saved["history"]["run"]
+    assert any("run started by ann" in line for line in saved["history"]["lines"])
+    told = {m["person"]: m["text"] for m in engine.outbox.messages}  # type: ignore[attr-defined]
+    assert "Ann: 1 open task(s)" == told["ann"]
+    assert "薄：共 1 项待办" == told["bo"]
+    missing = engine.start("digest", {"target": "no-such-run"}, actor="ann")
+    assert "succeeded" == engine.ledger.get_run(missing).status  # NotFound was caught
+
+
+def test_a_wait_can_take_its_duration_from_a_param(make_engine: Make) -> None:
+    engine = make_engine()
+    run = engine.start("cadence", {"every": "10m"}, actor="ann")
+    assert [] == engine.tick()
+    engine.clock.now += 10 * MINUTE  # type: ignore[attr-defined]
+    engine.tick()
+    assert 1 == len(events(engine, run, "action.succeeded"))
+    engine.clock.now += 9 * MINUTE  # type: ignore[attr-defined]
+    engine.tick()
+    assert "running" == engine.ledger.get_run(run).status  # the second wait is 10m too
+    engine.clock.now += MINUTE  # type: ignore[attr-defined]
+    engine.tick()
+    assert "succeeded" == engine.ledger.get_run(run).status
+    waits = [e["until"] - e_at for e, e_at in _wait_spans(engine, run)]
+    assert [10 * MINUTE, 10 * MINUTE] == waits
+
+
+def _wait_spans(engine: Engine, run: str) -> list[tuple[dict[str, Any], int]]:
+    from storeops.durations import iso_to_us
+
+    return [
+        (e.data, iso_to_us(e.at)) for e in engine.ledger.events(run) if e.type == "wait.started"
+    ]
+
+
+def test_claiming_and_reassigning_a_step(make_engine: Make) -> None:
+    engine = make_engine()
+    run = engine.start("approvals", {}, actor="ann")  # draft: role clerk (bo, cai)
+    engine.claim(run, "draft", actor="cai")
+    with pytest.raises(NotAllowedError) as taken:  # bo also holds clerk, but cai claimed it
+        engine.complete(run, "draft", actor="bo", fields={"title": "t", "price": 2}, checklist=ALL)
+    assert "claimed by cai" in str(taken.value)
+    with pytest.raises(NotAllowedError):  # cai is no lead
+        engine.claim(run, "draft", actor="cai", to="bo")
+    with pytest.raises(NotAllowedError):  # dee does not hold clerk
+        engine.claim(run, "draft", actor="ann", to="dee")
+    engine.claim(run, "draft", actor="ann", to="bo")  # a lead hands it over
+    engine.complete(run, "draft", actor="bo", fields={"title": "t", "price": 2}, checklist=ALL)
+    claims = events(engine, run, "task.claimed")
+    assert [("cai", None), ("bo", "ann")] == [(c["actor"], c.get("by")) for c in claims]
+    refused = events(engine, run, "task.refused")
+    assert 3 == len(refused)  # every refusal is on record
+
+
+def test_claims_do_not_block_n_of_m_approvals_nor_four_eyes(make_engine: Make) -> None:
+    engine = make_engine()
+    run = engine.start("approvals", {}, actor="cai")
+    engine.complete(run, "draft", actor="bo", fields={"title": "t", "price": 3}, checklist=ALL)
+    engine.claim(run, "approve", actor="ann")  # a 2-of-M approval
+    engine.complete(run, "approve", actor="ann")
+    engine.complete(run, "approve", actor="fay")  # the second approver is not blocked
+    assert [] == [t.step for t in engine.load(run)[0].active_tasks() if t.step == "approve"]
+    second = engine.start("approvals", {}, actor="cai")
+    engine.complete(second, "draft", actor="bo", fields={"title": "t", "price": 3}, checklist=ALL)
+    engine.claim(second, "approve", actor="ann")
+    with pytest.raises(NotAllowedError) as four_eyes:  # bo drafted: never bo's to approve
+        engine.claim(second, "approve", actor="fay", to="bo")
+    assert "four-eyes" in str(four_eyes.value)
 
 
 def test_alerts_open_one_incident_per_key(make_engine: Make) -> None:

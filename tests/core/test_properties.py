@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from storeops import machine as m
 from storeops.expressions import Expressions
-from storeops.loader import Checker, load_roster
+from storeops.loader import NOT_SOPS, Checker, load_roster
 from storeops.spec import SopSpec
 from storeops.templates import TemplateLibrary
 from tests.conftest import FIXTURES, ROOT, VALID
@@ -28,8 +28,9 @@ def _specs() -> list[SopSpec]:
         roster, _ = load_roster(folder / "team.yaml")
         checker = Checker(roster=roster, templates=TemplateLibrary(templates))
         for path in sorted(folder.glob("*.yaml")):
-            if path.name == "team.yaml":
+            if path.name in NOT_SOPS:
                 continue
+            checker.library = folder
             loaded, problems = checker.load(path)
             assert loaded is not None, problems
             found.append(loaded.spec)

@@ -75,8 +75,14 @@ def runner(prefect_api_url: str, tmp_path: Path) -> Iterator[Settings]:
         )
     finally:
         process.terminate()
-        process.wait(timeout=30)
-        log.close()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # never leave a runner behind for other tests
+            process.kill()
+            process.wait(timeout=30)
+            raise
+        finally:
+            log.close()
     assert not (tmp_path / "runner.json").exists()  # a clean stop removes its address
 
 

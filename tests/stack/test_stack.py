@@ -112,7 +112,9 @@ def test_lifecycle_up_reuse_status_flow_down(
         assert api.startswith("http://127.0.0.1:")
         assert httpx.get(f"{api}/health", timeout=5).status_code == 200
         recorded = json.loads((home / "stack.json").read_text())["processes"]
-        assert ["prefect-server", "runner"] == [p["name"] for p in recorded]
+        assert ["prefect-server", "runner", "inbox"] == [p["name"] for p in recorded]
+        inbox = first.urls["inbox"]
+        assert httpx.get(f"{inbox}/health", timeout=5).json()["service"] == "storeops-inbox"
         server = recorded[0]
         assert first.processes[0].pid == server["pid"]
         assert "--host" in server["argv"]
@@ -143,9 +145,10 @@ def test_lifecycle_up_reuse_status_flow_down(
     finally:
         stopped = stack.down()
 
-    assert [("runner", "stopped"), ("prefect-server", "stopped")] == [
+    assert [("inbox", "stopped"), ("runner", "stopped"), ("prefect-server", "stopped")] == [
         (s.name, s.outcome) for s in stopped
     ]
+    assert not (home / "inbox.json").exists()  # the inbox forgot its address on the way out
     pid, port = server["pid"], server["port"]
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)

@@ -1,0 +1,1 @@
+"""Connector tests: real servers on loopback."""
