@@ -33,7 +33,7 @@ from storeops.durations import iso_to_us, us_to_iso
 from storeops.errors import StoreopsError
 from storeops.ledger import RunNotFoundError as LedgerRunNotFoundError
 from storeops.ledger import open_ledger
-from storeops.serving import QuietServer
+from storeops.serving import QuietServer, StopSignals
 from storeops.settings import Settings
 from storeops.wake import RUNNER_FILE, forget_url, record_url
 
@@ -47,6 +47,8 @@ FAILURE_BACKOFF = 30.0
 WAVE_SOP = "order-wave"
 #: The most a stopping runner waits for its logs to reach the Prefect server.
 LOG_FLUSH_SECONDS = 3.0
+#: After a stop signal the runner leaves within this many seconds, whatever is in flight.
+STOP_GRACE_SECONDS = 10.0
 #: How often the runner looks for probes that are due (each has its own `every`).
 PROBE_TICK = 1.0
 
@@ -312,7 +314,13 @@ async def mark_orphans_crashed(tag: str) -> int:
     return len(orphans)
 
 
-async def serve(settings: Settings, *, port: int = 0, concurrency: int = 2) -> None:
+async def serve(
+    settings: Settings,
+    *,
+    port: int = 0,
+    concurrency: int = 2,
+    stop: StopSignals | None = None,
+) -> None:
     runner = Runner(settings, concurrency=concurrency)
     try:
         crashed = await mark_orphans_crashed(runner.tag)
@@ -321,9 +329,16 @@ async def serve(settings: Settings, *, port: int = 0, concurrency: int = 2) -> N
     except Exception:  # Prefect unreachable: the runner still serves; logged
         log.exception("could not check for flow runs left running by a stopped runner")
     config = uvicorn.Config(
-        make_app(runner), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        make_app(runner),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=2,
     )
     server = QuietServer(config)
+    if stop is not None:
+        stop.attach(server, asyncio.get_running_loop())
     timers = asyncio.create_task(runner.timers())
     probing = asyncio.create_task(probes(runner))
     serving = asyncio.create_task(server.serve())
@@ -371,8 +386,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = Settings()
+    # Before any thread starts: flow runs in this process swap SIGTERM handlers, so stop
+    # signals are taken by a thread of their own (see storeops.serving.StopSignals).
+    stop = StopSignals(
+        grace=STOP_GRACE_SECONDS, on_deadline=lambda: forget_url(settings.home / RUNNER_FILE)
+    )
+    stop.install()
     try:
-        asyncio.run(serve(settings, port=args.port, concurrency=args.concurrency))
+        asyncio.run(serve(settings, port=args.port, concurrency=args.concurrency, stop=stop))
     finally:  # also when a signal ends a flow run abruptly
         forget_url(settings.home / RUNNER_FILE)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -81,3 +82,19 @@ def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 # ---------------------------------------------------------------- end Prefect server
 
 from tests.postgres import pg_database  # noqa: E402, F401 - the session PostgreSQL fixture
+
+
+def stop_process(
+    process: subprocess.Popen[bytes], log: Path | None = None, seconds: float = 30
+) -> int:
+    """SIGTERM `process` and wait; one that does not leave in time is killed (never left
+    behind for other tests) and fails the test with the tail of its log."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        return process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
+        tail = log.read_text(errors="replace")[-4000:] if log is not None and log.exists() else ""
+        pytest.fail(f"{process.args} did not stop within {seconds:.0f} s of SIGTERM\n{tail}")

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from storeops.wake import wake_runner
+from tests.conftest import stop_process
 from tests.flows.recording_store import RecordingStore
 from tests.flows.test_runner import _runner_env, _settings, _start_runner, wait_for
 
@@ -56,8 +57,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
             )
             wait_for(finished, seconds=240)
         finally:
-            runner.terminate()
-            runner.wait(timeout=30)
+            stop_process(runner, tmp_path / f"runner-{KILLS}.log")
 
         keys: Counter[str] = Counter()
         reruns_after_crash = 0

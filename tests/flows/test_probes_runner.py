@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from storeops.settings import Settings
-from tests.conftest import FIXTURES, VALID
+from tests.conftest import FIXTURES, VALID, stop_process
 from tests.flows.test_runner import _runner_env, _start_runner, wait_for
 
 
@@ -93,8 +93,7 @@ probes:
         storefront.status = 200
         wait_for(lambda: "alert.cleared" in kinds(engine, run_id), seconds=60)
     finally:
-        runner.terminate()
-        runner.wait(timeout=30)
+        stop_process(runner, tmp_path / "runner.log")
     cleared = [e for e in engine.ledger.events(run_id) if e.type == "alert.cleared"]
     assert 1 == len(cleared)
     assert "storefront-down" == cleared[0].data["key"]

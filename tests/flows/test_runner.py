@@ -14,7 +14,7 @@ import pytest
 from storeops.runtime import Engine
 from storeops.settings import Settings
 from storeops.wake import runner_url, wake_runner
-from tests.conftest import FIXTURES, ROOT, VALID
+from tests.conftest import FIXTURES, ROOT, VALID, stop_process
 
 
 def _runner_env(prefect_api_url: str, tmp_path: Path) -> dict[str, str]:
@@ -74,13 +74,8 @@ def runner(prefect_api_url: str, tmp_path: Path) -> Iterator[Settings]:
             roster=str(VALID / "team.yaml"),
         )
     finally:
-        process.terminate()
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # never leave a runner behind for other tests
-            process.kill()
-            process.wait(timeout=30)
-            raise
+            assert 0 == stop_process(process, tmp_path / "runner.log")
         finally:
             log.close()
     assert not (tmp_path / "runner.json").exists()  # a clean stop removes its address
@@ -187,8 +182,7 @@ def test_a_killed_runner_loses_nothing(prefect_api_url: str, tmp_path: Path) -> 
     try:
         wait_for(lambda: open_steps(engine, run_id) == ["check"], seconds=60)
     finally:
-        second.terminate()
-        second.wait(timeout=30)
+        stop_process(second, tmp_path / "runner-2.log")
     attempts = [e.data for e in engine.ledger.events(run_id) if e.type == "action.attempted"]
     assert 2 == len(attempts)
     assert attempts[0]["idempotency_key"] == attempts[1]["idempotency_key"]
@@ -199,5 +193,32 @@ def test_a_killed_runner_loses_nothing(prefect_api_url: str, tmp_path: Path) -> 
         timeout=30,
     ).json()
     assert "CRASHED" in {r["state_type"] for r in found}
+    assert engine.ledger.verify().ok
+    engine.ledger.close()
+
+
+def test_a_stopped_runner_leaves_mid_flow_and_the_next_one_finishes(
+    prefect_api_url: str, tmp_path: Path
+) -> None:
+    """SIGTERM while a flow run is inside an action (when Prefect's engine has its own
+    SIGTERM handler in place): the runner still leaves promptly and cleanly, and the next
+    runner carries the run on."""
+    from flows.runner import STOP_GRACE_SECONDS
+
+    env = _runner_env(prefect_api_url, tmp_path)
+    engine = _settings(tmp_path).engine()
+    first = _start_runner(env, tmp_path, "runner-1.log")
+    run_id = engine.start("slow-action", {}, actor="ann", drive=False)
+    assert wake_runner(tmp_path, run_id)
+    kinds = lambda: [e.type for e in engine.ledger.events(run_id)]  # noqa: E731
+    wait_for(lambda: "action.attempted" in kinds())
+    assert 0 == stop_process(first, tmp_path / "runner-1.log", seconds=STOP_GRACE_SECONDS + 15)
+    assert not (tmp_path / "runner.json").exists()
+    second = _start_runner(env, tmp_path, "runner-2.log")
+    try:
+        wait_for(lambda: open_steps(engine, run_id) == ["check"], seconds=60)
+    finally:
+        assert 0 == stop_process(second, tmp_path / "runner-2.log")
+    assert 1 == kinds().count("action.succeeded")
     assert engine.ledger.verify().ok
     engine.ledger.close()

@@ -13,7 +13,7 @@ import httpx
 from connectors.loopback import ShopifyConfig, ShopifyServer, WooCommerceConfig, WooCommerceServer
 from storeops.settings import Settings
 from storeops.wake import runner_url
-from tests.conftest import ROOT
+from tests.conftest import ROOT, stop_process
 from tests.flows.test_runner import _runner_env, _start_runner
 
 
@@ -45,8 +45,7 @@ def test_signed_order_webhooks_start_one_wave_and_forgeries_are_refused(
         assert 401 == forged.status_code
         assert 404 == httpx.post(f"{url}/webhooks/magento", content=b"{}", timeout=30).status_code
     finally:
-        runner.terminate()
-        runner.wait(timeout=30)
+        stop_process(runner, tmp_path / "runner.log")
     settings = Settings(
         home=str(tmp_path), ledger=str(tmp_path / "ledger.db"), sops=str(ROOT / "sops")
     )

@@ -16,7 +16,7 @@ import httpx
 
 from storeops.web.auth import issue_token, set_password
 from storeops.web.context import SESSION_COOKIE
-from tests.conftest import FIXTURES, ROOT
+from tests.conftest import FIXTURES, ROOT, stop_process
 from tests.web.conftest import PNG, Served, csrf_of, reply_form, sign_in
 
 
@@ -503,8 +503,7 @@ def test_python_m_storeops_web_serves_and_records_its_address(
         assert httpx.get(f"{url}/health").json()["ok"]
         assert (home / "inbox-secret").stat().st_mode & 0o077 == 0
     finally:
-        process.terminate()
-        assert 0 == process.wait(timeout=30)
+        assert 0 == stop_process(process, tmp_path / "inbox.log")
     assert not (home / "inbox.json").exists()
 
 
