@@ -271,12 +271,25 @@ def _check_human(
         found.append(_undeclared(sid, state.role, (*here, "role"), declared))
     if state.escalate is not None and state.escalate.to not in declared:
         found.append(_undeclared(sid, state.escalate.to, (*here, "escalate", "to"), declared))
+    titles = state.title.values() if isinstance(state.title, dict) else [state.title]
+    if any("{{" in text or "{%" in text for text in titles):
+        found.append(
+            Finding(
+                "SOP137",
+                f"state {sid!r} has {{{{ }}}} in its title, which is the same for every run; "
+                "move the run's values to `about:` (shown after the title), e.g. "
+                "about: '{{ params.sku }}'",
+                (*here, "title"),
+            )
+        )
     limit = state.timeout_after
-    if limit is not None and state.escalate is not None and state.escalate.after >= limit:
+    after = state.escalate.after if state.escalate is not None else None
+    # (spans given by expressions are known only when a run gets there)
+    if isinstance(limit, float | int) and isinstance(after, float | int) and after >= limit:
         found.append(
             Finding(
                 "SOP141",
-                f"state {sid!r} escalates after {format_duration(state.escalate.after)} but times "
+                f"state {sid!r} escalates after {format_duration(after)} but times "
                 f"out after {format_duration(limit)}, so the escalation never happens; set a "
                 "longer `timeout`",
                 (*here, "escalate", "after"),

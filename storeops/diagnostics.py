@@ -67,6 +67,11 @@ CODES: dict[str, tuple[str, str]] = {
         "reserved item name",
         "A map's `item_as` hides params, vars, steps, run or index inside its iterator.",
     ),
+    "SOP137": (
+        "run value in a title",
+        "A step's title is the same for every run (analytics, the diagram and the timeline show "
+        "it); put run values such as {{ params.sku }} in `about:`, shown after the title.",
+    ),
     "SOP140": (
         "human step without on_timeout",
         "Every task and approval must say what happens when it times out: "

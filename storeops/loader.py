@@ -233,14 +233,38 @@ class Checker:
                     values = state.with_
                 elif isinstance(state, s.SucceedState):
                     values, key = state.output, "output"
+                elif isinstance(state, s.TaskState | s.ApprovalState):
+                    if state.about:
+                        yield from self._about_sources(state.about, (*here, "about"), extra)
+                    spans = {
+                        ("due",): state.due,
+                        ("timeout",): state.timeout,
+                        ("remind", "every"): state.remind.every if state.remind else None,
+                        ("escalate", "after"): state.escalate.after if state.escalate else None,
+                    }
+                    for where, span in spans.items():
+                        if isinstance(span, str):
+                            yield span, (*here, *where), extra
                 for name, value in values.items():
-                    try:
-                        sources = self.expressions.sources_in(value)
-                    except ExpressionError as exc:
-                        yield exc, (*here, key, name), extra
-                        continue
-                    for source in sources:
-                        yield source, (*here, key, name), extra
+                    yield from self._sources(value, (*here, key, name), extra)
+
+    def _about_sources(
+        self, about: Any, path: Path_, extra: frozenset[str]
+    ) -> Iterator[tuple[str | ExpressionError, Path_, frozenset[str]]]:
+        """The expressions in a human step's `about` (`{{ params.inquiry_id }}`)."""
+        for lang, text in about.items() if isinstance(about, dict) else [(None, about)]:
+            yield from self._sources(text, path if lang is None else (*path, lang), extra)
+
+    def _sources(
+        self, value: Any, path: Path_, extra: frozenset[str]
+    ) -> Iterator[tuple[str | ExpressionError, Path_, frozenset[str]]]:
+        try:
+            sources = self.expressions.sources_in(value)
+        except ExpressionError as exc:
+            yield exc, path, extra
+            return
+        for source in sources:
+            yield source, path, extra
 
     # ------------------------------------------------------------ templates, roster
 

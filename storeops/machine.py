@@ -34,6 +34,13 @@ LEASE_GRACE_US = 5_000_000
 #: How long a claimed notification may take before another driver sends it again.
 NOTIFY_TIMEOUT_US = 60_000_000
 _HUMAN = frozenset({"task", "approval"})
+#: A human step's spans and the timers they arm.
+_HUMAN_TIMERS = (
+    ("remind", "remind"),
+    ("escalate", "escalate"),
+    ("due", "overdue"),
+    ("timeout", "timeout"),
+)
 _INDEX = re.compile(r"\[(\d+)\]")
 
 
@@ -139,6 +146,9 @@ class Token:
     escalated = False
     overdue = False
     claimed_by: str | None = None
+    # this visit's remind/escalate/due/timeout spans in µs (expressions evaluated on entry)
+    spans: dict[str, int] = {}  # noqa: RUF012 - replaced per instance before any write
+    span_error: str | None = None
     # actions, notifications, calls
     attempt = 0
     in_flight: dict[str, Any] | None = None
@@ -152,6 +162,11 @@ class Token:
     # effect ids outstanding for this token (dropped when it leaves)
     effects: list[str] | None = None
     action_effect: str | None = None
+
+    def due_at(self) -> int | None:
+        """When this visit of a human step is due (µs), if it has a `due`."""
+        span = self.spans.get("due")
+        return None if span is None else self.entered_at + span
 
     def __init__(
         self, scope: str, state: str, visit: int, step: str, entered_at: int, kind: str
@@ -368,14 +383,38 @@ class Run:
 
     def _arm_human(self, token: Token, state: Any) -> None:
         at = token.entered_at
-        if state.remind is not None:
-            self._timer(at + seconds_to_us(state.remind.every), token, "remind")
-        if state.escalate is not None:
-            self._timer(at + seconds_to_us(state.escalate.after), token, "escalate")
-        if state.due is not None:
-            self._timer(at + seconds_to_us(state.due), token, "overdue")
-        if state.timeout_after is not None:
-            self._timer(at + seconds_to_us(state.timeout_after), token, "timeout")
+        spans = token.spans = self._human_spans(token, state)
+        for kind, timer in _HUMAN_TIMERS:
+            if kind in spans:
+                self._timer(at + spans[kind], token, timer)
+
+    def _human_spans(self, token: Token, state: Any) -> dict[str, int]:
+        """A human step's timer spans for this visit. Expressions (`due: params.sla`) are
+        evaluated once, on entry, from the run as it is then (so replay gives the same);
+        one that fails leaves the step unarmed and `span_error` set (the step then fails)."""
+        spans: dict[str, int] = {}
+        values = (
+            ("remind", state.remind.every if state.remind is not None else None),
+            ("escalate", state.escalate.after if state.escalate is not None else None),
+            ("due", state.due),
+            ("timeout", state.timeout_after),
+        )
+        for kind, value in values:
+            if value is None:
+                continue
+            if isinstance(value, str):
+                source = value
+                try:
+                    found = self.evaluator.evaluate(source, self.scopes[token.scope].namespace)
+                    value = parse_duration(found)
+                except (ExpressionError, ValueError, TypeError) as exc:
+                    token.span_error = f"{kind}: {source} gave no duration ({exc})"
+                    return {}
+                if value <= 0:
+                    token.span_error = f"{kind}: {source} gave {found!r}, not a positive duration"
+                    return {}
+            spans[kind] = seconds_to_us(value)
+        return spans
 
     def _timer(self, due: int, token: Token, kind: str) -> None:
         self._timer_seq += 1
@@ -415,7 +454,7 @@ class Run:
         if state.remind is not None and (
             state.remind.max is None or token.reminders < state.remind.max
         ):
-            every = seconds_to_us(state.remind.every)
+            every = token.spans["remind"]
             self._timer(token.entered_at + every * (token.reminders + 1), token, "remind")
 
     def _on_task_escalated(self, event: Event) -> None:
@@ -736,7 +775,7 @@ class Run:
             state = self.states[token.state]
             ref = {"step": token.step, "visit": token.visit}
             if kind == "remind":
-                every = seconds_to_us(state.remind.every)
+                every = token.spans["remind"]
                 if due != token.entered_at + every * (token.reminders + 1):
                     continue  # superseded: a later reminder was already recorded
                 number = token.reminders + 1
@@ -779,6 +818,10 @@ class Run:
         self._emit(out, "scope.finished", now, {"scope": token.scope, "status": "failed", **error})
 
     def _decide_human(self, token: Token, state: Any, now: int, out: list[Event]) -> None:
+        if token.outcome is None and token.span_error is not None:
+            error = {"error": "Invalid", "state": token.state, "message": token.span_error}
+            self._fail_scope(token, error, now, out)
+            return
         if token.outcome is None:
             if not token.assigned:
                 effect_id = f"assign:{token.step}:{token.visit}"

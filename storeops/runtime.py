@@ -23,7 +23,7 @@ from jinja2 import TemplateError
 
 from storeops import machine as m
 from storeops import spec as s
-from storeops.durations import iso_to_us, parse_duration, seconds_to_us, us_to_iso
+from storeops.durations import iso_to_us, parse_duration, us_to_iso
 from storeops.errors import (
     AlreadyCompletedError,
     ConfigError,
@@ -497,11 +497,11 @@ class Engine:
         events: list[m.Event] = []
         if isinstance(effect, m.AssignTask):
             candidates = self.roster.holders(effect.role)
-            state = run.states[effect.state]
             data = {**ref, "role": effect.role, "candidates": candidates}
             token = run.token(effect.step)
-            if state.due is not None and token is not None:
-                data["due_at"] = us_to_iso(token.entered_at + seconds_to_us(state.due))
+            due = token.due_at() if token is not None else None
+            if due is not None:
+                data["due_at"] = us_to_iso(due)
             events.append(m.Event("task.assigned", now, data))
             head = self._append(run_id, events, head)
             head = self._tell(candidates, run, effect.step, "assigned", effect.role, head)
@@ -677,13 +677,47 @@ class Engine:
         }
 
     def _people_for(self, run: m.Run, step: str) -> list[str]:
+        """Who a reminder for `step` goes to: the one who claimed it (or was handed it),
+        else everyone who may still act (holders of its roles who have not decided yet)."""
         token = run.token(step)
         if token is None:
             return []
+        state = run.states.get(token.state)
+        several = isinstance(state, s.ApprovalState) and state.approvals > 1
+        if token.claimed_by is not None and not several:
+            return [token.claimed_by]
+        decided = {*token.approvals, *token.rejections}
         people: list[str] = []
         for role in token.roles:
-            people += [p for p in self.roster.holders(role) if p not in people]
+            people += [p for p in self.roster.holders(role) if p not in people and p not in decided]
         return people
+
+    def _title(self, run: m.Run, token: m.Token, locale: str | None = None) -> Any:
+        """A human step's title followed by what this run's step is about (`about:`, its
+        `{{ }}` filled from the run): one locale's text, or every locale's when `locale` is
+        None. An `about` the run cannot fill yet is left out."""
+        state = run.states[token.state]
+        title, about = getattr(state, "title", None), getattr(state, "about", None)
+        if title is None:
+            return None
+        locales = [locale] if locale is not None else list(s.LOCALES)
+        namespace = run.scopes[token.scope].namespace
+        texts: dict[str, str] = {}
+        for lang in locales:
+            text = s.localize(title, lang)
+            if about is not None:
+                try:
+                    extra = str(self.expressions.render_value(s.localize(about, lang), namespace))
+                except StoreopsError:
+                    extra = ""
+                if extra.strip():
+                    text = f"{text} · {extra.strip()}"
+            texts[lang] = text
+        if locale is not None:
+            return texts[locale]
+        if about is None and not isinstance(title, dict):
+            return title
+        return texts
 
     def _channel(self, person: str) -> str:
         """The person's first channel (roster order) the outbox can reach, else the inbox."""
@@ -710,11 +744,10 @@ class Engine:
         reached by which channel as a fact (`notice.sent`). At most once: a crash between
         the task event and this loses the notice, never the task (the inbox shows it)."""
         token = run.token(step)
-        state = run.states.get(token.state) if token else None
         sent: dict[str, Any] = {"step": step, "visit": token.visit if token else 0, "why": why}
         for person in people:
             locale = self.roster.locale_of(person)
-            title = s.localize(getattr(state, "title", None), locale) or step
+            title = (self._title(run, token, locale) if token else None) or step
             subject = _subject(why, locale, run.sop, title)
             link = f"{self.inbox_url}/runs/{run.run_id}/steps/{step}"
             self._deliver(person, subject, subject, link, sent)
@@ -794,12 +827,12 @@ class Engine:
                 instructions = str(self.expressions.render_value(text, context))
             except StoreopsError:  # a value the run lacks yet: show the text as written
                 instructions = text
-        due = token.entered_at + int(state.due * 1e6) if state.due else None
+        due = token.due_at()
         return {
             "run": run_id,
             "step": step,
             "type": token.kind,
-            "title": s.localize(state.title, locale),
+            "title": self._title(run, token, locale),
             "roles": list(token.roles),
             "candidates": list(token.candidates),
             "assigned_at": us_to_iso(token.entered_at),
@@ -980,8 +1013,7 @@ class Engine:
                     continue
                 if role is not None and role not in token.roles:
                     continue
-                state = run.states[token.state]
-                due = token.entered_at + int(state.due * 1e6) if state.due else None
+                due = token.due_at()
                 found.append(
                     {
                         "run": record.run_id,
@@ -991,7 +1023,7 @@ class Engine:
                         "state": token.state,
                         "type": token.kind,
                         "roles": list(token.roles),
-                        "title": state.title,
+                        "title": self._title(run, token),
                         "assigned_at": us_to_iso(token.entered_at),
                         "due_at": us_to_iso(due) if due else None,
                         "overdue": token.overdue or (due is not None and due < self.clock()),

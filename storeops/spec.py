@@ -94,7 +94,8 @@ _DURATION_EXPR = re.compile(r"^\s*(params|vars|steps)\.")
 
 
 def _duration_or_expression(value: Any) -> Any:
-    """A duration, or an expression over params/vars/steps giving one (a wait's `for`)."""
+    """A duration, or an expression over params/vars/steps giving one (a wait's `for`, a
+    human step's `due`, `timeout`, `remind.every`, `escalate.after`)."""
     if isinstance(value, str) and _DURATION_EXPR.match(value):
         return value.strip()
     return parse_duration(value)
@@ -172,12 +173,12 @@ class Evidence(Model):
 
 
 class Remind(Model):
-    every: Duration
+    every: DurationOrExpr
     max: int | None = Field(default=None, ge=1, description="stop after this many reminders")
 
 
 class Escalate(Model):
-    after: Duration
+    after: DurationOrExpr
     to: Annotated[str, Field(pattern=NAME)]
 
 
@@ -242,14 +243,20 @@ class _State(Model):
 class _Human(_State):
     role: Annotated[str, Field(pattern=NAME)]
     title: Text
+    about: Text | None = Field(
+        default=None,
+        description="what this run's step is about, shown after the title in the inbox and "
+        "in notices; may use {{ }} (e.g. '{{ params.sku }}'); the title stays the same for "
+        "every run",
+    )
     instructions: Instructions | None = None
     checklist: list[Annotated[ChecklistItem, BeforeValidator(_checklist_item)]] = Field(
         default_factory=list
     )
     fields: dict[Annotated[str, Field(pattern=NAME)], FieldSpec] = Field(default_factory=dict)
     evidence: list[Evidence] = Field(default_factory=list)
-    due: Duration | None = Field(default=None, description="SLA: overdue after this")
-    timeout: Duration | None = Field(
+    due: DurationOrExpr | None = Field(default=None, description="SLA: overdue after this")
+    timeout: DurationOrExpr | None = Field(
         default=None, description="when on_timeout applies; defaults to due"
     )
     remind: Remind | None = None
@@ -264,7 +271,7 @@ class _Human(_State):
         return data
 
     @property
-    def timeout_after(self) -> float | None:
+    def timeout_after(self) -> float | str | None:
         return self.timeout if self.timeout is not None else self.due
 
 

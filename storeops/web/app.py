@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from storeops import spec as s
 from storeops.errors import (
@@ -62,7 +63,7 @@ from storeops.web.forms import (
     zone_suffix,
 )
 from storeops.web.markup import markdown
-from storeops.web.messages import translate
+from storeops.web.messages import pick_locale, translate
 
 log = logging.getLogger("storeops.inbox")
 
@@ -100,11 +101,91 @@ def create_app(settings: Settings, *, max_upload_mib: int = 25) -> FastAPI:
     async def to_sign_in(request: Request, exc: SignInRequired) -> Response:
         return RedirectResponse(f"/signin?next={quote(exc.next_path, safe='')}", status_code=303)
 
+    # a step may take several files; the whole submission is bounded at four times one file
+    app.add_middleware(BodyLimit, max_bytes=(4 * max_upload_mib) << 20)
+
     _routes_session(app)
     _routes_work(app)
     _routes_runs(app)
     _include_analytics(app)
     return app
+
+
+class BodyTooLarge(Exception):
+    """A request body past the inbox's limit (raised while the body is being read)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body larger than {limit} bytes")
+        self.limit = limit
+
+
+class BodyLimit:
+    """Bounds every request body (ASGI middleware), so uploads cannot fill the disk where
+    Starlette spools them before any handler sees them: a declared Content-Length past the
+    limit is refused unread, a body that grows past it stops being read."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await _refuse_unread(scope, send, self.max_bytes)
+            return
+        seen = 0
+        started = False
+        limit = self.max_bytes
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except Exception as exc:
+            # raised inside the app (through task groups): answer 413 unless it answered
+            if started or not _caused_by(exc, BodyTooLarge):
+                raise
+            await _refuse_unread(scope, send, limit)
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    if isinstance(exc, kind):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_caused_by(inner, kind) for inner in exc.exceptions)
+    return exc.__cause__ is not None and _caused_by(exc.__cause__, kind)
+
+
+async def _refuse_unread(scope: Scope, send: Send, limit: int) -> None:
+    locale = pick_locale(dict(scope.get("headers") or []).get(b"accept-language", b"").decode())
+    text = translate(locale, "error.request_too_large", limit=limit >> 20).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(text)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": text})
 
 
 def _include_analytics(app: FastAPI) -> None:
@@ -213,6 +294,10 @@ def _routes_session(app: FastAPI) -> None:
         form = await request.form(max_files=0, max_fields=10)
         if viewer is not None and not inbox.check_csrf(viewer, form.get("csrf")):
             return _csrf_refused(request, inbox, viewer)
+        session = inbox.session(request)
+        if session is not None:  # ended for good, not just forgotten by this browser
+            await run_in_threadpool(auth.end_session, inbox.home, session)
+            log.info("%s signed out", session.person)
         response = RedirectResponse("/signin?out=1", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
         return response

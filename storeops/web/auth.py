@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,11 +119,20 @@ def read_credentials(home: Path) -> dict[str, Any]:
     return people if isinstance(people, dict) else {}
 
 
-def _update(home: Path, person: str, change: dict[str, Any], *, new_generation: bool) -> None:
+def _update(
+    home: Path,
+    person: str,
+    change: dict[str, Any] | Callable[[dict[str, Any]], None],
+    *,
+    new_generation: bool,
+) -> None:
     with _locked(home):
         people = read_credentials(home)
         entry = dict(people.get(person) or {})
-        entry.update(change)
+        if callable(change):
+            change(entry)
+        else:
+            entry.update(change)
         if new_generation or "generation" not in entry:
             entry["generation"] = int(entry.get("generation", 0)) + 1
         people[person] = entry
@@ -150,6 +159,24 @@ def issue_token(home: Path, person: str) -> str:
 def revoke(home: Path, person: str) -> None:
     """Remove `person`'s password and token and end their sessions."""
     _update(home, person, {"password": None, "token": None}, new_generation=True)
+
+
+def end_session(home: Path, session: Session, *, now: float | None = None) -> None:
+    """Sign one session out for good: its cookie is refused from now on even where a copy
+    was kept (a shared computer, a copied cookie). Ended sessions are remembered until they
+    would have expired anyway; the person's other sessions go on."""
+    moment = time.time() if now is None else now
+
+    def change(entry: dict[str, Any]) -> None:
+        ended = {
+            nonce: until
+            for nonce, until in (entry.get("ended") or {}).items()
+            if isinstance(until, int | float) and until > moment
+        }
+        ended[session.nonce] = session.expires
+        entry["ended"] = ended
+
+    _update(home, session.person, change, new_generation=False)
 
 
 def token_person(token: str) -> str:

@@ -92,7 +92,7 @@ class Inbox:
         self.templates.filters["when"] = when
         self._engine: Any = None
         self._lock = threading.Lock()
-        self._credentials: tuple[int, dict[str, Any]] | None = None
+        self._credentials: tuple[tuple[int, int], dict[str, Any]] | None = None
         self.sop_cache: dict[str, tuple[float, Any]] = {}
 
     @property
@@ -111,24 +111,41 @@ class Inbox:
 
     # ------------------------------------------------------------ people
 
-    def generation(self, person: str) -> int | None:
-        """The credential generation of `person` (cached until credentials.json changes)."""
+    def _credentials_of(self, person: str) -> dict[str, Any]:
+        """`person`'s entry of credentials.json (cached until the file changes)."""
         path = self.home / auth.CREDENTIALS_FILE
         try:
-            stamp = path.stat().st_mtime_ns
+            found = path.stat()
         except OSError:
-            return None
+            return {}
+        # every write replaces the file (a new inode), so this sees writes within one tick
+        stamp = (found.st_ino, found.st_mtime_ns)
         if self._credentials is None or self._credentials[0] != stamp:
             self._credentials = (stamp, auth.read_credentials(self.home))
         entry = self._credentials[1].get(person)
-        if not entry or not (entry.get("password") or entry.get("token")):
+        return entry if isinstance(entry, dict) else {}
+
+    def generation(self, person: str) -> int | None:
+        """The credential generation of `person`'s valid sessions (None: no credentials)."""
+        entry = self._credentials_of(person)
+        if not (entry.get("password") or entry.get("token")):
             return None
         return int(entry.get("generation", 1))
 
-    def viewer(self, request: Request) -> Viewer | None:
-        """The person whose valid session cookie came with `request`, else None."""
+    def session(self, request: Request) -> auth.Session | None:
+        """The valid session `request` carries: signed, unexpired, of the person's current
+        credentials, and not signed out."""
         session = self.signer.read_session(request.cookies.get(SESSION_COOKIE))
         if session is None or self.generation(session.person) != session.generation:
+            return None
+        if session.nonce in (self._credentials_of(session.person).get("ended") or {}):
+            return None
+        return session
+
+    def viewer(self, request: Request) -> Viewer | None:
+        """The person whose valid session cookie came with `request`, else None."""
+        session = self.session(request)
+        if session is None:
             return None
         roster = self.engine.roster
         entry = roster.people.get(session.person)

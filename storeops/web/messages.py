@@ -62,6 +62,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The file {file} could not be stored: {why}",
         "zh-CN": "文件 {file} 无法保存：{why}",
     },
+    "error.request_too_large": {
+        "en": "The upload is too large: at most {limit} MiB per submission",
+        "zh-CN": "上传内容过大：每次提交最多 {limit} MiB",
+    },
     "error.too_large": {
         "en": "it is larger than {limit} MiB",
         "zh-CN": "超过 {limit} MiB",

@@ -171,6 +171,37 @@ def test_reminders_escalation_and_timeout_goto_fire_on_time(make_engine: Make) -
     assert 1 == len(overdue)
 
 
+def test_a_steps_time_limits_may_come_from_the_run(make_engine: Make) -> None:
+    from storeops.durations import iso_to_us
+
+    engine = make_engine()
+    run = engine.start("sla", {"reply_within": "1h", "nudge_every": "20m"}, actor="ann")
+    assigned = events(engine, run, "task.assigned")
+    assert T0 + HOUR == iso_to_us(assigned[0]["due_at"])
+    assert T0 + HOUR == iso_to_us(engine.tasks()[0]["due_at"])
+    tick(engine, run, 3 * HOUR)
+    at = {e.type: iso_to_us(e.at) for e in engine.ledger.events(run)}
+    reminded = [iso_to_us(e.at) for e in engine.ledger.events(run) if e.type == "task.reminded"]
+    assert [T0 + 20 * MINUTE, T0 + 40 * MINUTE] == reminded  # max: 2
+    assert T0 + HOUR == at["task.escalated"] == at["task.overdue"]
+    assert T0 + 2 * HOUR == at["task.timed_out"]
+    assert "failed" == status(engine, run)
+    other = engine.start("sla", {}, actor="ann")  # the defaults: 30m, nudges every 10m
+    assert T0 + 3 * HOUR + 30 * MINUTE == iso_to_us(
+        events(engine, other, "task.assigned")[0]["due_at"]
+    )
+
+
+def test_a_time_limit_the_run_cannot_give_fails_the_step_clearly(make_engine: Make) -> None:
+    engine = make_engine()
+    run = engine.start("sla", {"reply_within": "0s"}, actor="ann")
+    assert "failed" == status(engine, run)
+    finished = events(engine, run, "run.finished")
+    assert "Invalid" == finished[0]["error"]
+    assert "params.reply_within gave 0.0, not a positive duration" in finished[0]["message"]
+    assert [] == events(engine, run, "task.assigned")  # never offered with no time limit
+
+
 def test_escalation_lets_the_escalated_role_act(make_engine: Make) -> None:
     engine = make_engine()
     run = engine.start("approvals", {}, actor="ann")
@@ -568,6 +599,46 @@ def test_claims_do_not_block_n_of_m_approvals_nor_four_eyes(make_engine: Make) -
     with pytest.raises(NotAllowedError) as four_eyes:  # bo drafted: never bo's to approve
         engine.claim(second, "approve", actor="fay", to="bo")
     assert "four-eyes" in str(four_eyes.value)
+
+
+def test_reminders_go_to_the_claimant_or_to_those_yet_to_decide(
+    make_engine: Make, tmp_path: Path
+) -> None:
+    engine = make_engine()
+    two = engine.start("approvals", {}, actor="cai")  # approve: 2 of the leads ann, bo, fay
+    engine.complete(two, "draft", actor="cai", fields={"title": "t", "price": 3}, checklist=ALL)
+    engine.complete(two, "approve", actor="ann")
+    tick(engine, two, HOUR)
+    assert [["bo", "fay"]] == [e["people"] for e in events(engine, two, "task.reminded")]
+    library = tmp_path / "single"
+    shutil.copytree(VALID, library)
+    text = (library / "approvals.yaml").read_text(encoding="utf-8")
+    (library / "approvals.yaml").write_text(text.replace("approvals: 2", "approvals: 1"))
+    single = make_engine(sops_dir=library)
+    one = single.start("approvals", {}, actor="cai")
+    single.complete(one, "draft", actor="cai", fields={"title": "t", "price": 3}, checklist=ALL)
+    tick(single, one, HOUR)
+    single.claim(one, "approve", actor="bo")
+    tick(single, one, HOUR)
+    reminded = [e["people"] for e in events(single, one, "task.reminded")]
+    assert [["ann", "bo", "fay"], ["bo"]] == reminded  # before and after bo claimed it
+    reminders = [m for m in single.outbox.messages if m["subject"].startswith(("Reminder", "提醒"))]
+    told = [m["person"] for m in reminders]
+    assert ["ann", "bo", "fay", "bo"] == told
+
+
+def test_what_a_step_is_about_follows_its_title(make_engine: Make) -> None:
+    engine = make_engine()
+    run, _ = engine.raise_alert("storefront-5xx", sop="incident", severity="sev1")
+    listed = [t for t in engine.tasks(person="ann") if t["run"] == run]
+    assert {
+        "zh-CN": "担任事件指挥 · storefront-5xx (sev1)",
+        "en": "Take incident command · storefront-5xx (sev1)",
+    } == listed[0]["title"]
+    for locale, title in listed[0]["title"].items():
+        assert title == engine.describe_task(run, "command", locale)["title"]
+    told = [m for m in engine.outbox.messages if m["person"] == "ann"]
+    assert "storefront-5xx (sev1)" in told[0]["subject"]
 
 
 def test_alerts_open_one_incident_per_key(make_engine: Make) -> None:

@@ -215,3 +215,19 @@ def test_two_drivers_deliver_a_notification_once(make_engine: Make) -> None:
     people = kinds(engine, run, "notification.sent")[0]["people"]
     sent = [m for d in drivers for m in d.outbox.messages if m["link"].endswith(run)]  # type: ignore[attr-defined]
     assert len(people) == len(sent)  # one message per person, whichever driver sent it
+
+
+def test_about_may_use_the_run_titles_may_not_and_typos_are_named() -> None:
+    text = BASE.replace("DUE", "1h").replace("WHEN", "true")
+    good = text.replace(
+        "title: T,", 'title: T, about: {en: "n={{ params.n }}", zh-CN: "第 {{ params.n }} 次"},'
+    )
+    assert [] == _check(good)
+    typo = good.replace("{{ params.n }} 次", "{{ params.m }} 次")
+    found = _check(typo)
+    assert 1 == len(found), found
+    assert found[0].startswith("SOP133")
+    assert "params.m" in found[0]
+    assert found[0].endswith("known: n")
+    in_title = text.replace("title: T,", 'title: "T {{ params.n }}",')
+    assert ["SOP137"] == [f.split()[0] for f in _check(in_title)]

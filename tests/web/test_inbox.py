@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -118,10 +119,15 @@ def test_sign_out_ends_the_session_and_a_new_password_ends_the_others(inbox: Ser
     client = inbox.sign_in("dee")
     kept = inbox.sign_in("dee")
     page = client.get("/")
+    copied = client.cookies.get(SESSION_COOKIE)
     answer = client.post("/signout", data={"csrf": csrf_of(page.text)})
     assert 303 == answer.status_code
     assert "/signin?out=1" == answer.headers["location"]
     assert 303 == client.get("/").status_code
+    # a copy of the signed-out cookie (a shared computer, a stolen cookie) is refused too
+    thief = inbox.client()
+    thief.cookies.set(SESSION_COOKIE, copied)
+    assert 303 == thief.get("/").status_code
     assert 200 == kept.get("/").status_code
     set_password(inbox.home, "dee", "a-new-password")
     assert 303 == kept.get("/").status_code  # signed in with the old password
@@ -234,6 +240,37 @@ def test_evidence_of_the_wrong_kind_or_size_is_refused(inbox: Served) -> None:
     assert "larger than 1 MiB" in answer.text
     assert [] == inbox.events(run_id, "task.completed")
     assert [] == [p for p in (inbox.home / "evidence").rglob("*") if p.is_file()]
+
+
+def test_a_submission_past_the_size_limit_is_refused_before_it_is_stored(inbox: Served) -> None:
+    """The inbox runs with 1 MiB files, so a submission may carry at most 4 MiB: a larger
+    declared body is refused unread, and one sent in chunks stops being read at the limit."""
+    run_id = inbox.start_reply()
+    client = inbox.sign_in("dee")
+    csrf = csrf_of(client.get(_step(run_id)).text)
+    photos = {f"e.screenshot{n}": (f"p{n}.png", b"\0" * (1 << 20), "image/png") for n in range(5)}
+    answer = client.post(_step(run_id), data=reply_form(csrf), files=photos)
+    assert 413 == answer.status_code
+    assert "at most 4 MiB per submission" in answer.text
+
+    def chunks() -> Iterator[bytes]:  # one well-formed 5 MiB file, no Content-Length
+        yield (
+            b'--x\r\nContent-Disposition: form-data; name="e.screenshot"; '
+            b'filename="p.png"\r\nContent-Type: image/png\r\n\r\n'
+        )
+        for _ in range(5):
+            yield b"\0" * (1 << 20)
+        yield b"\r\n--x--\r\n"
+
+    streamed = client.post(
+        _step(run_id),
+        content=chunks(),
+        headers={"content-type": "multipart/form-data; boundary=x"},
+    )
+    assert 413 == streamed.status_code
+    assert "at most 4 MiB per submission" in streamed.text
+    assert [] == inbox.events(run_id, "task.completed")
+    assert 200 == client.get("/").status_code  # the inbox goes on
 
 
 def test_a_refused_form_keeps_what_was_typed_and_the_uploaded_files(inbox: Served) -> None:

@@ -264,3 +264,16 @@ def test_the_analytics_module_s_router_is_mounted_under_analytics(
     module.router = router  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "storeops.web.analytics", module)
     assert "/analytics/" == create_app(settings).url_path_for("overview")
+
+
+def test_ended_sessions_are_remembered_until_they_would_have_expired(tmp_path: Path) -> None:
+    auth.set_password(tmp_path, "dee", "dee-pass-1234")
+    early = auth.Session("dee", 1, expires=1_000.0, nonce="early")
+    late = auth.Session("dee", 1, expires=5_000.0, nonce="late")
+    auth.end_session(tmp_path, early, now=500.0)
+    assert {"early": 1_000.0} == auth.read_credentials(tmp_path)["dee"]["ended"]
+    auth.end_session(tmp_path, late, now=2_000.0)  # "early" has expired by now: dropped
+    entry = auth.read_credentials(tmp_path)["dee"]
+    assert {"late": 5_000.0} == entry["ended"]
+    assert 1 == entry["generation"]  # the person's other sessions go on
+    assert auth.authenticate_password(tmp_path, "dee", "dee-pass-1234") == 1
