@@ -173,6 +173,10 @@ class _Probe(_Model):
     #: `storeops probe NAME` still runs it on request. Ship probes of systems a fresh
     #: machine does not have disabled, so a demo stack pages nobody.
     enabled: bool = True
+    #: An environment variable holding the Authorization header to send (`Bearer …`,
+    #: `Basic …`), for a Prometheus or a storefront behind a proxy. Like every STOREOPS_*
+    #: variable it may name a Prefect Secret block (`prefect-secret:NAME`).
+    auth_env: Annotated[str, Field(pattern=r"^STOREOPS_[A-Z0-9_]+$")] | None = None
 
     @property
     def name(self) -> str:
@@ -466,26 +470,56 @@ def check(
 ) -> ProbeResult:
     """Measure `probe` once. Failures to measure (refused, timed out, bad answer) are
     breaches with a reason, never exceptions: a probe that cannot see is not healthy."""
+    try:
+        headers = _auth_headers(probe)
+    except ConfigError as exc:
+        at = time.time() if now is None else now
+        readings = [Reading(m, None, t, True) for m, t in probe.breach.thresholds().items()]
+        return ProbeResult(probe.name, probe.kind, False, {}, readings, [str(exc)], [], at)
     owned = client is None
     client = client or httpx.Client(follow_redirects=False)
     try:
         if isinstance(probe, HttpProbe):
-            return _check_http(probe, client, now)
-        return _check_prometheus(probe, client, now)
+            return _check_http(probe, client, now, headers)
+        return _check_prometheus(probe, client, now, headers)
     finally:
         if owned:
             client.close()
 
 
-def _check_http(probe: HttpProbe, client: httpx.Client, now: float | None) -> ProbeResult:
+def _auth_headers(probe: HttpProbe | PrometheusProbe) -> dict[str, str]:
+    """The Authorization header of `probe` (`auth_env`), read when it runs: a rotated
+    token is picked up without a restart."""
+    if probe.auth_env is None:
+        return {}
+    from connectors.secrets import resolve_environment
+
+    value = os.environ.get(probe.auth_env, "").strip()
+    if not value:
+        raise ConfigError(
+            f"probe {probe.name!r} sends the Authorization header from {probe.auth_env}, "
+            "which is not set; set it (e.g. 'Bearer TOKEN') or remove auth_env"
+        )
+    value = resolve_environment({probe.auth_env: value})[probe.auth_env].strip()
+    return {"Authorization": value}
+
+
+def _header_secrets(headers: dict[str, str]) -> list[str]:
+    """The credentials in headers (the whole value and the part after `Bearer `), to redact."""
+    return [part for value in headers.values() for part in (value, value.split(" ", 1)[-1])]
+
+
+def _check_http(
+    probe: HttpProbe, client: httpx.Client, now: float | None, headers: dict[str, str]
+) -> ProbeResult:
     at = time.time() if now is None else now
-    secrets = url_secrets(probe.url)
+    secrets = url_secrets(probe.url) + _header_secrets(headers)
     latencies: list[float] = []
     failures: Counter[str] = Counter()
     for _ in range(probe.samples):
         started = time.perf_counter()
         try:
-            with client.stream("GET", probe.url, timeout=probe.timeout) as answer:
+            with client.stream("GET", probe.url, timeout=probe.timeout, headers=headers) as answer:
                 size = 0
                 for chunk in answer.iter_bytes():
                     size += len(chunk)
@@ -564,11 +598,11 @@ def _readings(
 
 
 def _check_prometheus(
-    probe: PrometheusProbe, client: httpx.Client, now: float | None
+    probe: PrometheusProbe, client: httpx.Client, now: float | None, headers: dict[str, str]
 ) -> ProbeResult:
     at = time.time() if now is None else now
     base = probe.url.rstrip("/")
-    hidden = url_secrets(base)
+    hidden = url_secrets(base) + _header_secrets(headers)
     what = redact(base, hidden)
     params = {
         "query": probe.query,
@@ -582,7 +616,9 @@ def _check_prometheus(
         return ProbeResult(probe.name, "prometheus", False, {}, readings, [reason], [], at)
 
     try:
-        answer = client.get(f"{base}/api/v1/query_range", params=params, timeout=probe.timeout)
+        answer = client.get(
+            f"{base}/api/v1/query_range", params=params, timeout=probe.timeout, headers=headers
+        )
     except httpx.TimeoutException as exc:
         return failed(
             f"Prometheus at {what} gave no answer in {_num(probe.timeout)}s ({type(exc).__name__})"

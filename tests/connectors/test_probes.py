@@ -93,6 +93,8 @@ class FakePrometheus(ThreadingHTTPServer):
         self.series: dict[str, list[list[float | str]]] = {}
         self.errors: dict[str, tuple[int, str, str]] = {}
         self.requests: list[dict[str, str]] = []
+        #: When set, the Authorization header a request must carry (as behind a proxy).
+        self.authorization: str | None = None
 
     @property
     def url(self) -> str:
@@ -103,6 +105,15 @@ class _PrometheusHandler(BaseHTTPRequestHandler):
     server: FakePrometheus
 
     def do_GET(self) -> None:
+        wanted = self.server.authorization
+        if wanted is not None and self.headers.get("Authorization") != wanted:
+            body = b"401 Unauthorized\n"  # the proxy's answer: not Prometheus JSON
+            self.send_response(401)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         parts = urlsplit(self.path)
         if parts.path != "/api/v1/query_range":
             self._answer(404, {"status": "error", "errorType": "not_found", "error": "no route"})
@@ -399,6 +410,27 @@ def test_prometheus_reduces_the_range(
     [sent] = prometheus.requests
     expected = {"query": QUERY, "start": "1799999100.000", "end": "1800000000.000", "step": "60"}
     assert expected == sent
+
+
+def test_a_probe_sends_its_authorization_from_the_environment(
+    tmp_path: Path, prometheus: FakePrometheus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prometheus.authorization = "Bearer s3cret-token"
+    prometheus.series[QUERY] = [[0.0, 0.0]]
+    text = prometheus_yaml(prometheus.url, "{last: {above: 5}}").replace(
+        "    timeout: 2s\n", "    timeout: 2s\n    auth_env: STOREOPS_PROM_AUTH\n"
+    )
+    probe = monitors_from(tmp_path, text).probes["checkout_errors"]
+    unset = check(probe, now=1_800_000_000.0)
+    assert not unset.ok
+    assert "STOREOPS_PROM_AUTH, which is not set" in unset.reasons[0]
+    monkeypatch.setenv("STOREOPS_PROM_AUTH", "Bearer wrong-token")
+    refused = check(probe, now=1_800_000_000.0)
+    assert not refused.ok
+    assert "HTTP 401" in refused.reasons[0]
+    assert "wrong-token" not in str(refused.reasons)
+    monkeypatch.setenv("STOREOPS_PROM_AUTH", "Bearer s3cret-token")
+    assert check(probe, now=1_800_000_000.0).ok
 
 
 def test_prometheus_judges_the_worst_series(tmp_path: Path, prometheus: FakePrometheus) -> None:
