@@ -27,7 +27,7 @@ from bench.common import median, percentile
 from storeops.durations import iso_to_us
 from storeops.settings import Settings
 from storeops.stack import Stack
-from storeops.wake import runner_url
+from storeops.wake import runner_headers, runner_url
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -88,7 +88,12 @@ def measure(home: Path, rounds: int) -> dict[str, list[float]]:
     url = runner_url(home)
     for i in range(rounds if url else 0):
         t0 = time.time_ns() // 1000
-        answer = httpx.post(f"{url}/alerts", json={"key": f"k{i}", "sop": "incident"}, timeout=30)
+        answer = httpx.post(
+            f"{url}/alerts",
+            json={"key": f"k{i}", "sop": "incident"},
+            headers=runner_headers(home),
+            timeout=30,
+        )
         found["alert"].append(
             (first_after(settings, answer.json()["run"], "task.assigned", t0, "command") - t0) / 1e6
         )

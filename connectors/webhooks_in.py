@@ -18,7 +18,14 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["ORDER_TOPICS", "Deduper", "Delivery", "read_delivery", "signature_ok"]
+__all__ = [
+    "ORDER_TOPICS",
+    "SECRET_VARIABLES",
+    "Deduper",
+    "Delivery",
+    "read_delivery",
+    "signature_ok",
+]
 
 #: Topics that make an order wave due.
 ORDER_TOPICS = frozenset(
@@ -31,6 +38,8 @@ _PLATFORMS = {
     "woocommerce": ("x-wc-webhook-signature", "x-wc-webhook-topic", "x-wc-webhook-delivery-id",
                     "STOREOPS_WOO_WEBHOOK_SECRET"),
 }  # fmt: skip
+#: The environment variables holding the webhook secrets.
+SECRET_VARIABLES = tuple(entry[3] for entry in _PLATFORMS.values())
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,7 @@ def read_delivery(
         raise ValueError(f"no webhooks for {platform!r}; known: {', '.join(_PLATFORMS)}")
     sign_header, topic_header, id_header, variable = _PLATFORMS[platform]
     secret = environ.get(variable, "")
-    if not secret:
+    if not secret or secret.startswith("prefect-secret:"):  # an unresolved reference
         raise ValueError(f"{platform} webhooks are not configured: set {variable}")
     if not signature_ok(body, headers.get(sign_header, ""), secret):
         raise PermissionError(f"{platform} webhook signature does not match")

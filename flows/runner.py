@@ -17,15 +17,17 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import logging
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import Any
 
 import anyio
 import uvicorn
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from flows.run_sop import drive_on_prefect
@@ -49,6 +51,8 @@ WAVE_SOP = "order-wave"
 LOG_FLUSH_SECONDS = 3.0
 #: After a stop signal the runner leaves within this many seconds, whatever is in flight.
 STOP_GRACE_SECONDS = 10.0
+#: The largest store webhook body read (Shopify and WooCommerce orders are far smaller).
+MAX_WEBHOOK_BYTES = 5 << 20
 #: How often the runner looks for probes that are due (each has its own `every`).
 PROBE_TICK = 1.0
 
@@ -69,6 +73,10 @@ class Runner:
         from connectors.webhooks_in import Deduper
 
         self.deliveries = Deduper()
+        #: Callers of /wake and /alerts present this (written to runner.json, owner-only).
+        self.token = secrets.token_urlsafe(24)
+        #: The webhook secrets, `prefect-secret:` references resolved once at start.
+        self.webhook_env = _webhook_secrets()
         # The timer loop's and wake checks' handle: the ledger alone (flow runs load the
         # library, roster and templates when they drive).
         if "://" not in settings.ledger_url:
@@ -196,17 +204,49 @@ class Alert(BaseModel):
     summary: str | None = Field(default=None, max_length=2000)
 
 
+def _webhook_secrets() -> dict[str, str]:
+    """The store webhook secrets from the environment, Prefect Secret references resolved.
+    One that cannot be resolved is left out (its webhooks are refused, never checked against
+    the reference text, which is no secret)."""
+    from connectors.secrets import PREFIX, resolve_environment
+    from connectors.webhooks_in import SECRET_VARIABLES
+
+    found: dict[str, str] = {}
+    for variable in SECRET_VARIABLES:
+        value = os.environ.get(variable, "").strip()
+        if not value:
+            continue
+        try:
+            value = resolve_environment({variable: value})[variable]
+        except StoreopsError as exc:
+            log.error("store webhooks refused until fixed: %s", exc)
+            continue
+        if not value.startswith(PREFIX):
+            found[variable] = value
+    return found
+
+
 def make_app(runner: Runner) -> FastAPI:
     app = FastAPI(title="storeops runner", docs_url=None, redoc_url=None)
 
-    @app.post("/wake/{run_id}", status_code=202)
+    def caller(request: Request) -> None:
+        """/wake and /alerts are for this installation's own processes: they present the
+        token from runner.json (the store's webhooks are checked by their signatures)."""
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {runner.token}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise HTTPException(
+                status_code=401, detail="send the token of STOREOPS_HOME/runner.json"
+            )
+
+    @app.post("/wake/{run_id}", status_code=202, dependencies=[Depends(caller)])
     async def wake(run_id: str) -> dict[str, Any]:
         if not await anyio.to_thread.run_sync(runner.known, run_id):
             raise HTTPException(status_code=404, detail=f"no run {run_id!r} in the ledger")
         runner.wake(run_id)
         return {"run": run_id, "queued": True}
 
-    @app.post("/alerts", status_code=202)
+    @app.post("/alerts", status_code=202, dependencies=[Depends(caller)])
     async def alert(alert: Alert) -> dict[str, Any]:
         """Our incoming webhook (Prefect OSS has none): one open incident per key."""
         engine = runner.settings.engine()
@@ -232,16 +272,22 @@ def make_app(runner: Runner) -> FastAPI:
         """Signed store webhooks (Shopify, WooCommerce): a new order makes the wave due."""
         from connectors.webhooks_in import ORDER_TOPICS, read_delivery
 
-        body = await request.body()
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_WEBHOOK_BYTES:
+                raise HTTPException(status_code=413, detail="webhook body too large")
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
-            delivery = read_delivery(platform, body, headers, os.environ)
+            delivery = read_delivery(platform, bytes(body), headers, runner.webhook_env)
         except PermissionError as exc:
             raise HTTPException(status_code=401, detail=str(exc)) from None
         except ValueError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from None
+        # the same body again under a new delivery id (the id is not signed) is a replay
         seen = f"{platform}:{delivery.delivery_id}"
-        if not runner.deliveries.first_time(seen):
+        same = f"{platform}:body:{hashlib.sha256(body).hexdigest()}"
+        if not runner.deliveries.first_time(seen) or not runner.deliveries.first_time(same):
             return {"topic": delivery.topic, "action": "duplicate delivery, ignored"}
         if delivery.topic not in ORDER_TOPICS:
             return {"topic": delivery.topic, "action": "ignored"}
@@ -249,6 +295,7 @@ def make_app(runner: Runner) -> FastAPI:
             started = await anyio.to_thread.run_sync(_start_wave, runner.settings)
         except Exception:  # not acted on: the platform's redelivery must be, so forget it
             runner.deliveries.forget(seen)
+            runner.deliveries.forget(same)
             raise
         if started is None:
             return {"topic": delivery.topic, "action": "an order wave is already open"}
@@ -349,7 +396,7 @@ async def serve(
         await asyncio.sleep(0.02)
     bound = server.servers[0].sockets[0].getsockname()[1]
     state = settings.home / RUNNER_FILE
-    record_url(state, bound)
+    record_url(state, bound, token=runner.token)
     try:
         await serving
     finally:

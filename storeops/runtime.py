@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -159,7 +160,12 @@ class Engine:
 
     def load_definition(self, sop_id: str) -> LoadedSop:
         path = self.sops_dir / f"{sop_id}.yaml"
-        if not path.is_file():
+        # an id, never a path: `../x` must not reach files outside the library
+        if (
+            not re.fullmatch(s.SOP_ID, sop_id)
+            or sop_id in ("team", "monitors")
+            or not path.is_file()
+        ):
             known = sorted(
                 p.stem for p in self.sops_dir.glob("*.yaml") if p.stem not in ("team", "monitors")
             )

@@ -30,11 +30,18 @@ def recorded_url(path: Path) -> str | None:
     return str(url) if url else None
 
 
-def record_url(path: Path, port: int) -> None:
-    """Record this process's loopback address in `path` (atomically: readers never see half)."""
+def record_url(path: Path, port: int, *, token: str | None = None) -> None:
+    """Record this process's loopback address in `path` (atomically: readers never see half;
+    readable by its owner only, as it may carry the token callers must present)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"url": f"http://127.0.0.1:{port}", "pid": os.getpid()}))
+    record: dict[str, object] = {"url": f"http://127.0.0.1:{port}", "pid": os.getpid()}
+    if token is not None:
+        record["token"] = token
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(handle, "w") as out:
+        out.write(json.dumps(record))
+    os.chmod(temporary, 0o600)
     temporary.replace(path)
 
 
@@ -52,13 +59,26 @@ def runner_url(home: Path) -> str | None:
     return recorded_url(home / RUNNER_FILE)
 
 
+def runner_headers(home: Path) -> dict[str, str]:
+    """What a caller of the runner's /wake and /alerts must send: the token the runner wrote
+    to runner.json (only its owner, who may also write the ledger, can read it)."""
+    try:
+        token = json.loads((home / RUNNER_FILE).read_text()).get("token")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def wake_runner(home: Path, run_id: str, *, timeout: float = 2.0) -> bool:
     """POST /wake/RUN to the runner; False when no runner answers (drive in-process then)."""
     url = runner_url(home)
     if url is None:
         return False
     request = urllib.request.Request(
-        f"{url}/wake/{urllib.parse.quote(run_id, safe='')}", method="POST", data=b""
+        f"{url}/wake/{urllib.parse.quote(run_id, safe='')}",
+        method="POST",
+        data=b"",
+        headers=runner_headers(home),
     )
     try:
         with _NO_PROXY.open(request, timeout=timeout) as answer:

@@ -13,7 +13,7 @@ import pytest
 
 from storeops.runtime import Engine
 from storeops.settings import Settings
-from storeops.wake import runner_url, wake_runner
+from storeops.wake import runner_headers, runner_url, wake_runner
 from tests.conftest import FIXTURES, ROOT, VALID, stop_process
 
 
@@ -150,16 +150,27 @@ def test_alerts_through_the_runner_start_one_runbook(runner: Settings) -> None:
 
     url = runner_url(runner.home)
     body = {"key": "storefront-5xx", "sop": "incident", "severity": "sev1"}
-    first = httpx.post(f"{url}/alerts", json=body, timeout=30).json()
-    second = httpx.post(f"{url}/alerts", json=body, timeout=30).json()
+    auth = runner_headers(runner.home)
+    assert 0o600 == (runner.home / "runner.json").stat().st_mode & 0o777  # the token's file
+    anonymous = httpx.post(f"{url}/alerts", json=body, timeout=30)
+    assert 401 == anonymous.status_code  # only this installation's own processes
+    assert 401 == httpx.post(f"{url}/wake/x", headers={"Authorization": "Bearer no"}).status_code
+    first = httpx.post(f"{url}/alerts", json=body, headers=auth, timeout=30).json()
+    second = httpx.post(f"{url}/alerts", json=body, headers=auth, timeout=30).json()
     assert first["started"]
     assert not second["started"]
     assert first["run"] == second["run"]
     engine = runner.engine()
     wait_for(lambda: open_steps(engine, first["run"]) == ["command"])
-    bad = httpx.post(f"{url}/alerts", json={**body, "sop": "no-such-runbook"}, timeout=30)
+    bad = httpx.post(
+        f"{url}/alerts", json={**body, "sop": "no-such-runbook"}, headers=auth, timeout=30
+    )
     assert 422 == bad.status_code
     assert "no-such-runbook" in bad.json()["detail"]
+    outside = httpx.post(
+        f"{url}/alerts", json={**body, "sop": "../valid/incident"}, headers=auth, timeout=30
+    )
+    assert 422 == outside.status_code  # an SOP id, never a path
     engine.ledger.close()
 
 

@@ -6,9 +6,13 @@ here), which sign deliveries as the platforms document: base64(HMAC-SHA256(raw b
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from pathlib import Path
 
 import httpx
+import pytest
 
 from connectors.loopback import ShopifyConfig, ShopifyServer, WooCommerceConfig, WooCommerceServer
 from storeops.settings import Settings
@@ -44,6 +48,26 @@ def test_signed_order_webhooks_start_one_wave_and_forgeries_are_refused(
         )
         assert 401 == forged.status_code
         assert 404 == httpx.post(f"{url}/webhooks/magento", content=b"{}", timeout=30).status_code
+        # the delivery id is not signed: the same signed body under new ids is a replay
+        body = b'{"id": 4242, "status": "processing"}'
+        signature = base64.b64encode(
+            hmac.new(woo_config.webhook_secret.encode(), body, hashlib.sha256).digest()
+        ).decode()
+        answers = [
+            httpx.post(
+                f"{url}/webhooks/woocommerce",
+                content=body,
+                headers={
+                    "X-WC-Webhook-Topic": "order.created",
+                    "X-WC-Webhook-Signature": signature,
+                    "X-WC-Webhook-Delivery-ID": delivery,
+                },
+                timeout=30,
+            ).json()["action"]
+            for delivery in ("replay-1", "replay-2")
+        ]
+        assert "duplicate delivery, ignored" == answers[1]
+        assert "duplicate" not in answers[0]
     finally:
         stop_process(runner, tmp_path / "runner.log")
     settings = Settings(
@@ -56,3 +80,15 @@ def test_signed_order_webhooks_start_one_wave_and_forgeries_are_refused(
         assert "store-webhook" == engine.ledger.events(waves[0].run_id)[0].data["actor"]
     finally:
         settings.close()
+
+
+def test_a_secret_left_as_a_prefect_reference_never_checks_a_signature() -> None:
+    """An unresolved `prefect-secret:NAME` is no secret (block names are not): refuse."""
+    from connectors.webhooks_in import read_delivery
+
+    reference = "prefect-secret:shopify-webhook"
+    body = b"{}"
+    signed = base64.b64encode(hmac.new(reference.encode(), body, hashlib.sha256).digest())
+    headers = {"x-shopify-hmac-sha256": signed.decode(), "x-shopify-topic": "orders/create"}
+    with pytest.raises(ValueError, match="not configured"):
+        read_delivery("shopify", body, headers, {"STOREOPS_SHOPIFY_WEBHOOK_SECRET": reference})
