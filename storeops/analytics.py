@@ -1020,10 +1020,18 @@ def parse_window(
     `until` DATE includes that whole day; an instant may carry its offset
     (`2026-11-09T09:00+08:00`). Defaults: until now, since `days` before until.
     ValueError says what was found and what is accepted."""
-    end = _moment(until, "--until", inclusive_day=True) if until else None
-    if end is None:
-        end = (now or datetime.now(UTC)).astimezone(UTC)
-    start = _moment(since, "--since", inclusive_day=False) if since else end - timedelta(days=days)
+    try:
+        end = _moment(until, "--until", inclusive_day=True) if until else None
+        if end is None:
+            end = (now or datetime.now(UTC)).astimezone(UTC)
+        start = (
+            _moment(since, "--since", inclusive_day=False) if since else end - timedelta(days=days)
+        )
+    except OverflowError:  # 0001-01-01 minus a week, 9999-12-31 plus its day
+        raise ValueError(
+            f"the window --since {since or '-'} --until {until or '-'} reaches past the "
+            "calendar's range (years 1 to 9999)"
+        ) from None
     if start >= end:
         raise ValueError(
             f"the window is empty: --since {start.isoformat()} is not before "

@@ -6,6 +6,7 @@ or ISO 8601 (`PT15M`, `P1DT2H`). The machine keeps times as integer microseconds
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 
@@ -22,7 +23,11 @@ MAX_SECONDS = 10 * 365 * 86400
 
 def parse_duration(text: str | int | float) -> float:
     """Return seconds for a duration; ValueError with the accepted forms otherwise."""
-    return _bounded(_parse(text), text)
+    try:
+        seconds = _parse(text)
+    except OverflowError:  # 99999999…d: far past any bound
+        seconds = math.inf
+    return _bounded(seconds, text)
 
 
 def _bounded(seconds: float, text: object) -> float:

@@ -13,7 +13,7 @@ import importlib
 import importlib.util
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -229,10 +229,13 @@ def _routes_session(app: FastAPI) -> None:
         return FileResponse(HERE / "static" / name, media_type=STATIC[name])
 
     @app.get("/signin")
-    def signin_page(request: Request, next: str = "/", out: int = 0) -> Response:
+    def signin_page(request: Request, next: str = "/", out: str = "") -> Response:
         inbox = inbox_of(request)
         locale = inbox.locale_for(request, None)
-        notices = [{"kind": "ok", "text": translate(locale, "signin.signed_out")}] if out else []
+        signed_out = out not in ("", "0")
+        notices = (
+            [{"kind": "ok", "text": translate(locale, "signin.signed_out")}] if signed_out else []
+        )
         return _signin_form(request, inbox, next_path=next, notices=notices)
 
     @app.post("/signin")
@@ -249,11 +252,14 @@ def _routes_session(app: FastAPI) -> None:
             )  # fmt: skip
         token = _text(form, "token").strip()
         person = auth.token_person(token) if token else _text(form, "person").strip().lower()
-        key = person or "?"
-        wait = inbox.throttle.wait_seconds(key)
+        person = person[:100]
+        # people not on the team share one key: made-up names cannot grow the table
+        key = person if person in inbox.engine.roster.people else "?"
+        wait = inbox.throttle.attempt(key)  # counted before the slow check: no parallel slip
         if wait > 0:
             minutes = max(1, int(wait // 60) + (1 if wait % 60 else 0))
-            text = translate(locale, "signin.throttled", person=key, minutes=minutes)
+            shown = person or "?"
+            text = translate(locale, "signin.throttled", person=shown, minutes=minutes)
             return _signin_form(
                 request, inbox, next_path=next_path, status_code=429, person=person,
                 notices=[{"kind": "error", "text": text}],
@@ -268,7 +274,6 @@ def _routes_session(app: FastAPI) -> None:
             )
         entry = inbox.engine.roster.people.get(person)
         if generation is None or entry is None or not entry.active:
-            inbox.throttle.failed(key)
             return _signin_form(
                 request, inbox, next_path=next_path, status_code=401, person=person,
                 notices=[{"kind": "error", "text": translate(locale, "signin.wrong")}],
@@ -480,6 +485,24 @@ def _not_found(request: Request, inbox: Inbox, viewer: Viewer | None, what: str)
         status_code=404,
         title=translate(locale, "not_found", what=what),
         text="",
+    )
+
+
+def _may_view_run(viewer: Viewer, run: Any, stored: Sequence[Any]) -> bool:
+    """Leads, holders of a role the SOP uses, and whoever started or acted in the run:
+    a run's parameters and answers (a customer's address, an order) are not for all."""
+    if viewer.is_lead or set(viewer.roles) & set(run.sop.roles):
+        return True
+    return any(e.data.get("actor") == viewer.person for e in stored)
+
+
+def _not_yours(request: Request, inbox: Inbox, viewer: Viewer, run_id: str) -> Response:
+    return inbox.message(
+        request,
+        viewer,
+        status_code=403,
+        title=translate(viewer.locale, "error.refused"),
+        text=translate(viewer.locale, "run.forbidden", run=run_id),
     )
 
 
@@ -744,6 +767,8 @@ def _routes_runs(app: FastAPI) -> None:
             run, _head, stored = engine.load(run_id)
         except RunNotFoundError:
             return _not_found(request, inbox, viewer, run_id)
+        if not _may_view_run(viewer, run, stored):
+            return _not_yours(request, inbox, viewer, run_id)
         record = engine.ledger.get_run(run_id)
         lines = []
         files = []

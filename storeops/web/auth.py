@@ -31,7 +31,7 @@ SECRET_FILE = "inbox-secret"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 MIN_PASSWORD = 8
 SESSION_SECONDS = 12 * 3600
-#: Failed sign-ins allowed per person within THROTTLE_WINDOW seconds.
+#: Sign-in attempts allowed per person within THROTTLE_WINDOW seconds (until one succeeds).
 THROTTLE_FAILURES = 5
 THROTTLE_WINDOW = 600.0
 
@@ -272,40 +272,62 @@ class Signer:
 
 
 class Throttle:
-    """At most `limit` failed sign-ins per person within `window` seconds, per process.
+    """At most `limit` sign-in attempts per person within `window` seconds, per process,
+    until one succeeds.
 
-    While a person is throttled even the right password is refused, so guessing cannot go
-    on; the count empties as failures age out of the window (a success clears it)."""
+    `attempt` counts an attempt before its password is checked, so parallel guesses cannot
+    slip past the limit while the (slow) checks run; a success clears the count. While a
+    person is throttled even the right password is refused, so guessing cannot go on; the
+    count empties as attempts age out of the window. Callers key unknown names together,
+    so made-up names cannot grow this table."""
 
     def __init__(self, limit: int = THROTTLE_FAILURES, window: float = THROTTLE_WINDOW) -> None:
         self.limit = limit
         self.window = window
-        self._failures: dict[str, deque[float]] = {}
+        self._attempts: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
     def _recent(self, key: str, now: float) -> deque[float]:
-        found = self._failures.setdefault(key, deque())
+        found = self._attempts.get(key) or deque()
         while found and found[0] <= now - self.window:
             found.popleft()
+        if found:
+            self._attempts[key] = found
+        else:
+            self._attempts.pop(key, None)
         return found
 
     def wait_seconds(self, key: str, *, now: float | None = None) -> float:
-        """0 when `key` may try; otherwise how long until the oldest failure ages out."""
+        """0 when `key` may try; otherwise how long until the oldest attempt ages out."""
+        moment = time.monotonic() if now is None else now
+        with self._lock:
+            return self._wait(self._recent(key, moment), moment)
+
+    def _wait(self, recent: deque[float], moment: float) -> float:
+        if len(recent) < self.limit:
+            return 0.0
+        return max(0.0, recent[0] + self.window - moment)
+
+    def attempt(self, key: str, *, now: float | None = None) -> float:
+        """Count an attempt by `key` and return 0, or (throttled) count nothing and return
+        how long until it may try again."""
         moment = time.monotonic() if now is None else now
         with self._lock:
             recent = self._recent(key, moment)
-            if len(recent) < self.limit:
-                return 0.0
-            return max(0.0, recent[0] + self.window - moment)
-
-    def failed(self, key: str, *, now: float | None = None) -> None:
-        moment = time.monotonic() if now is None else now
-        with self._lock:
-            self._recent(key, moment).append(moment)
+            wait = self._wait(recent, moment)
+            if wait == 0:
+                recent.append(moment)
+                self._attempts[key] = recent
+            return wait
 
     def succeeded(self, key: str) -> None:
         with self._lock:
-            self._failures.pop(key, None)
+            self._attempts.pop(key, None)
+
+    def tracked(self) -> int:
+        """How many keys have attempts in the window (for tests and health)."""
+        with self._lock:
+            return len(self._attempts)
 
 
 def authenticate_password(home: Path, person: str, password: str) -> int | None:

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
+from storeops.errors import StoreopsError
 from storeops.settings import Settings
 from storeops.web import auth
 from storeops.web.evidence import EvidenceStore
@@ -73,6 +74,15 @@ class SignInRequired(Exception):
         super().__init__(next_path)
 
 
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when a file is edited or replaced (inode, mtime, size), or None."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return (found.st_ino, found.st_mtime_ns, found.st_size)
+
+
 class Inbox:
     """One per app: settings, the engine (opened on first use), signing and the stores."""
 
@@ -91,16 +101,27 @@ class Inbox:
         )
         self.templates.filters["when"] = when
         self._engine: Any = None
+        self._roster_stamp: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
-        self._credentials: tuple[tuple[int, int], dict[str, Any]] | None = None
+        self._credentials: tuple[tuple[int, int, int], dict[str, Any]] | None = None
         self.sop_cache: dict[str, tuple[float, Any]] = {}
 
     @property
     def engine(self) -> Any:
-        """The storeops Engine (settings.engine()); thread-safe to share between requests."""
+        """The storeops Engine (settings.engine()); thread-safe to share between requests.
+        A changed roster file is read again, so someone removed from the team (or made
+        inactive, or given other roles) is treated so at their next request."""
         with self._lock:
+            stamp = _stamp(self.settings.roster_path)
             if self._engine is None or self._engine.closed:
                 self._engine = self.settings.engine()
+                self._roster_stamp = stamp
+            elif stamp != self._roster_stamp:
+                self._roster_stamp = stamp
+                try:
+                    self._engine.roster = self.settings.roster()
+                except StoreopsError as exc:  # a half-edited file: keep the team we have
+                    log.error("roster not reloaded, the previous one stays in force: %s", exc)
             return self._engine
 
     def close(self) -> None:
@@ -113,13 +134,10 @@ class Inbox:
 
     def _credentials_of(self, person: str) -> dict[str, Any]:
         """`person`'s entry of credentials.json (cached until the file changes)."""
-        path = self.home / auth.CREDENTIALS_FILE
-        try:
-            found = path.stat()
-        except OSError:
-            return {}
         # every write replaces the file (a new inode), so this sees writes within one tick
-        stamp = (found.st_ino, found.st_mtime_ns)
+        stamp = _stamp(self.home / auth.CREDENTIALS_FILE)
+        if stamp is None:
+            return {}
         if self._credentials is None or self._credentials[0] != stamp:
             self._credentials = (stamp, auth.read_credentials(self.home))
         entry = self._credentials[1].get(person)

@@ -145,6 +145,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     "outcome.approved": {"en": "approved", "zh-CN": "批准"},
     # run
     "run.title": {"en": "Run {run}", "zh-CN": "流程实例 {run}"},
+    "run.forbidden": {
+        "en": "Run {run} belongs to other roles; ask a lead if you need it",
+        "zh-CN": "流程实例 {run} 属于其他岗位；如需查看请联系负责人",
+    },
     "run.status": {"en": "Status", "zh-CN": "状态"},
     "run.params": {"en": "Parameters", "zh-CN": "参数"},
     "run.open": {"en": "Waiting for", "zh-CN": "等待处理"},

@@ -592,3 +592,9 @@ def test_web_pages_for_leads_only(ledger_file: str, tmp_path: Path) -> None:
     assert "lead,负责人,3,2,0,1,1,0.6667,1,1" in table.text.splitlines()
     assert 400 == bad.status_code
     assert 403 == not_lead.status_code
+
+
+@pytest.mark.parametrize(("since", "until"), [(None, "0001-01-01"), ("9999-12-31", "9999-12-31")])
+def test_windows_past_the_calendar_are_refused_with_a_reason(since: str | None, until: str) -> None:
+    with pytest.raises(ValueError, match="calendar's range"):
+        a.parse_window(since, until)

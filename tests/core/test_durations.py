@@ -35,3 +35,9 @@ def test_refused_forms_name_the_accepted_ones(text: str) -> None:
         parse_duration(text)
     message = str(caught.value)
     assert "500ms" in message or "10 years" in message
+
+
+@pytest.mark.parametrize("text", ["9" * 400 + "d", "P" + "9" * 400 + "D", 10**400])
+def test_absurdly_long_durations_are_refused_not_crashed_on(text: object) -> None:
+    with pytest.raises(ValueError, match="between 0 and 10 years"):
+        parse_duration(text)  # type: ignore[arg-type]

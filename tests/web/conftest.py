@@ -7,6 +7,7 @@ team plus gus, who works in the warehouse only (eve holds warehouse and CS).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import threading
@@ -95,7 +96,13 @@ class Thread(threading.Thread):
 
 @pytest.fixture
 def inbox(tmp_path: Path, library: Path) -> Iterator[Served]:
-    settings = make_settings(tmp_path / "home", library)
+    with serve(make_settings(tmp_path / "home", library)) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def serve(settings: Settings) -> Iterator[Served]:
+    """The inbox over `settings` on a loopback port (everyone has a password; 1 MiB files)."""
     for person in PEOPLE:
         set_password(settings.home, person, password_of(person))
     app = create_app(settings, max_upload_mib=1)

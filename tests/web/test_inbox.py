@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ import httpx
 from storeops.web.auth import issue_token, set_password
 from storeops.web.context import SESSION_COOKIE
 from tests.conftest import FIXTURES, ROOT, stop_process
-from tests.web.conftest import PNG, Served, csrf_of, reply_form, sign_in
+from tests.web.conftest import PNG, Served, csrf_of, make_settings, reply_form, serve, sign_in
 
 
 def _step(run_id: str, step: str = "reply") -> str:
@@ -123,6 +124,7 @@ def test_sign_out_ends_the_session_and_a_new_password_ends_the_others(inbox: Ser
     answer = client.post("/signout", data={"csrf": csrf_of(page.text)})
     assert 303 == answer.status_code
     assert "/signin?out=1" == answer.headers["location"]
+    assert 200 == client.get("/signin?out=abc").status_code  # odd query text: still the page
     assert 303 == client.get("/").status_code
     # a copy of the signed-out cookie (a shared computer, a stolen cookie) is refused too
     thief = inbox.client()
@@ -131,6 +133,39 @@ def test_sign_out_ends_the_session_and_a_new_password_ends_the_others(inbox: Ser
     assert 200 == kept.get("/").status_code
     set_password(inbox.home, "dee", "a-new-password")
     assert 303 == kept.get("/").status_code  # signed in with the old password
+
+
+def test_a_roster_change_reaches_the_running_inbox(tmp_path: Path, library: Path) -> None:
+    """Someone made inactive in team.yaml loses access at their next request, and a new
+    role counts at once, without restarting the inbox."""
+    mine = tmp_path / "library"
+    shutil.copytree(library, mine)
+    team = mine / "team.yaml"
+    with serve(make_settings(tmp_path / "home", mine)) as served:
+        dee = served.sign_in("dee")
+        assert 200 == dee.get("/").status_code
+        text = team.read_text(encoding="utf-8")
+        team.write_text(
+            text.replace(
+                "dee: {name: Dee, roles: [cs], locale: en}",
+                "dee: {name: Dee, roles: [cs], locale: en, active: false}",
+            )
+        )
+        assert 303 == dee.get("/").status_code  # signed out: no longer on the team
+        assert 401 == sign_in(served.client(), "dee", "dee-pass-1234").status_code
+        team.write_text("roles: [broken")  # a half-saved edit: the team in force stays
+        assert 200 == served.sign_in("eve").get("/").status_code
+
+
+def test_a_run_is_shown_to_its_roles_and_leads_only(inbox: Served) -> None:
+    run_id = inbox.start_reply("Q-private")
+    gus = inbox.sign_in("gus")  # warehouse only: cs-reply is not his
+    refused = gus.get(f"/runs/{run_id}")
+    assert 403 == refused.status_code
+    assert "Q-private" not in refused.text  # its parameters and answers stay private
+    assert "Q-private" not in gus.get(_step(run_id)).text  # the step page says whose it is
+    assert 200 == inbox.sign_in("dee").get(f"/runs/{run_id}").status_code  # cs
+    assert 200 == inbox.sign_in("ann").get(f"/runs/{run_id}").status_code  # a lead
 
 
 def test_a_forged_session_cookie_is_ignored(inbox: Served) -> None:

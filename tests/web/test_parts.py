@@ -10,6 +10,7 @@ import json
 import re
 import stat
 import sys
+import threading
 import types
 from pathlib import Path
 
@@ -91,18 +92,39 @@ def test_session_cookies_are_signed_and_expire() -> None:
     assert not signer.check_csrf("n", None)
 
 
-def test_the_throttle_counts_failures_in_a_window() -> None:
+def test_the_throttle_counts_attempts_in_a_window() -> None:
     throttle = auth.Throttle(limit=2, window=60)
-    assert 0 == throttle.wait_seconds("dee", now=0)
-    throttle.failed("dee", now=0)
-    throttle.failed("dee", now=10)
+    assert 0 == throttle.attempt("dee", now=0)
+    assert 0 == throttle.attempt("dee", now=10)
+    assert 60 == throttle.attempt("dee", now=0)  # refused attempts are not counted
     assert 60 == throttle.wait_seconds("dee", now=0)
     assert 0 == throttle.wait_seconds("eve", now=10)
-    assert 0 == throttle.wait_seconds("dee", now=61)  # the first failure aged out
-    throttle.failed("dee", now=62)
+    assert 0 == throttle.wait_seconds("dee", now=61)  # the first attempt aged out
+    assert 0 == throttle.attempt("dee", now=62)
     assert throttle.wait_seconds("dee", now=63) > 0
     throttle.succeeded("dee")
     assert 0 == throttle.wait_seconds("dee", now=63)
+    assert 0 == throttle.tracked()
+    assert 0 == throttle.attempt("eve", now=100)
+    assert 0 == throttle.wait_seconds("eve", now=500)  # aged out: the key is dropped
+    assert 0 == throttle.tracked()
+
+
+def test_parallel_guesses_cannot_slip_past_the_throttle() -> None:
+    throttle = auth.Throttle(limit=5, window=600)
+    allowed: list[float] = []
+    gate = threading.Barrier(40)
+
+    def guess() -> None:
+        gate.wait()
+        allowed.append(throttle.attempt("dee"))
+
+    threads = [threading.Thread(target=guess) for _ in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 5 == allowed.count(0.0)
 
 
 # ---------------------------------------------------------------- markup
