@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS orders (
     id TEXT PRIMARY KEY, number INTEGER NOT NULL, status TEXT NOT NULL,
     financial_status TEXT NOT NULL, total_cents INTEGER NOT NULL, currency TEXT NOT NULL,
     created_at TEXT NOT NULL, customer_name TEXT NOT NULL, customer_email TEXT NOT NULL,
-    shipping_address TEXT NOT NULL, tracking TEXT, fulfilled_at TEXT, hold_reason TEXT);
+    shipping_address TEXT NOT NULL, tracking TEXT, fulfilled_at TEXT, hold_reason TEXT,
+    held_from TEXT);
 CREATE INDEX IF NOT EXISTS orders_status_created ON orders (status, created_at);
 CREATE TABLE IF NOT EXISTS order_lines (
     order_id TEXT NOT NULL, sku TEXT NOT NULL, quantity INTEGER NOT NULL,
@@ -80,6 +81,7 @@ class LocalStore:
         self._lock = threading.Lock()
         with self._lock:
             self._db.executescript(SCHEMA)
+        self._migrate()
         if seed_if_empty and self._count("products") == 0:
             seed(self)
 
@@ -98,6 +100,15 @@ class LocalStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        """Bring a database made by an older version up to SCHEMA: `orders.held_from` (the
+        status a hold found, where release_order returns the order) came later. Checked
+        inside the write transaction, so two processes opening an old file add it once."""
+        with self._tx() as db:
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(orders)")}
+            if "held_from" not in columns:
+                db.execute("ALTER TABLE orders ADD COLUMN held_from TEXT")
 
     def _count(self, table: str) -> int:
         with self._lock:
@@ -404,10 +415,12 @@ class LocalStore:
 
     async def _park(self, order_id: str, to: str, reason: str) -> dict[str, Any]:
         with self._tx() as db:
-            self._transition(db, order_id, ("pending", "paid", "on_hold"), to)
+            row = self._transition(db, order_id, ("pending", "paid", "on_hold"), to)
+            # what a hold found (kept when a held order is held again): release_order's target
+            held_from = row["held_from"] if row["status"] == "on_hold" else row["status"]
             db.execute(
-                "UPDATE orders SET status = ?, hold_reason = ? WHERE id = ?",
-                (to, reason or None, order_id),
+                "UPDATE orders SET status = ?, hold_reason = ?, held_from = ? WHERE id = ?",
+                (to, reason or None, held_from if to == "on_hold" else None, order_id),
             )
             if reason:
                 db.execute(
@@ -421,6 +434,36 @@ class LocalStore:
 
     async def hold_order(self, req: s.HoldOrder, *, key: str) -> dict[str, Any]:
         return await self._park(req.order_id, "on_hold", req.reason)
+
+    async def release_order(self, req: s.ReleaseOrder, *, key: str) -> dict[str, Any]:
+        """on_hold -> the status the hold found (pending or paid), in one transaction, so a
+        repeat finds the order open and changes nothing. A hold recorded before
+        `held_from` existed goes back by the order's financial status."""
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM orders WHERE id = ?", (req.order_id,)).fetchone()
+            if row is None:
+                raise OperationError("NotFound", f"local store: no order {req.order_id!r}")
+            if row["status"] == "on_hold":
+                back = row["held_from"] or (
+                    "paid" if row["financial_status"] == "paid" else "pending"
+                )
+                db.execute(
+                    "UPDATE orders SET status = ?, hold_reason = NULL, held_from = NULL"
+                    " WHERE id = ?",
+                    (back, req.order_id),
+                )
+                if req.note:
+                    db.execute(
+                        "INSERT INTO order_notes (order_id, at, message) VALUES (?, ?, ?)",
+                        (req.order_id, s.iso_utc(_now()), f"released: {req.note}"),
+                    )
+            elif row["status"] not in ("pending", "paid"):
+                raise OperationError(
+                    "Conflict",
+                    f"local store: order {req.order_id} is {row['status']}; only on_hold "
+                    "orders can be released (pending and paid ones are left as they are)",
+                )
+        return self._order(req.order_id)
 
     async def add_order_note(self, req: s.AddOrderNote, *, key: str) -> dict[str, Any]:
         self._order(req.order_id)

@@ -17,7 +17,8 @@ How the store's words map to Oscar's:
   `Cancelled` -> `cancelled`; any other status -> `pending`. Oscar has no hold, so
   `hold_order` records a Warning note starting with HOLD_MARK: the order reads back as
   `on_hold` and this connector refuses to fulfil it, until a later note starting with
-  RELEASE_MARK (staff add one in the dashboard). Oscar's own dashboard ignores the mark.
+  RELEASE_MARK (`release_order` adds one; staff may add one in the dashboard). Oscar's
+  own dashboard ignores the marks; Oscar's status never changes for a hold.
 - Writes that must happen once send the action's key as `Idempotency-Key`: the store
   answers a repeat with the first answer (`replayed: true` here).
 """
@@ -786,7 +787,8 @@ class OscarStore:
                 raise OperationError(
                     "Conflict",
                     f"oscar: order {pk} is on hold ({reason or 'no reason given'}); "
-                    f"add a note starting {RELEASE_MARK!r} to release it first",
+                    f"release it first (store.release_order, or a note starting "
+                    f"{RELEASE_MARK!r})",
                 )
             if status != PROCESSING:
                 await self._move(pk, PROCESSING, f"start processing order {pk}")
@@ -837,6 +839,25 @@ class OscarStore:
                 f"oscar: order {pk} is {status!r}; only {' or '.join(PAID)} orders can be held",
             )
         await self._note(pk, f"{HOLD_MARK} {req.reason}".strip(), key=key, note_type="Warning")
+        return await self._order(pk)
+
+    async def release_order(self, req: s.ReleaseOrder, *, key: str) -> Json:
+        """An Info note starting with RELEASE_MARK (and the note, if given) when a hold is
+        in force: the order reads back as `paid` again, since its Oscar status never
+        changed. An open order that is not held is left as it is (a repeat after a lost
+        answer replays the note by its key, or finds nothing to release). Conflict once
+        shipped or cancelled."""
+        pk = self._order_id(req.order_id)
+        status, notes = await both(self._status(pk), self._notes(pk))
+        if status in FULFILLED or status == CANCELLED:
+            ours = "fulfilled" if status in FULFILLED else "cancelled"
+            raise OperationError(
+                "Conflict",
+                f"oscar: order {pk} is {ours} (Oscar status {status!r}); only held orders "
+                "can be released",
+            )
+        if status in PAID and _held(notes) is not None:
+            await self._note(pk, f"{RELEASE_MARK} {req.note}".strip(), key=key)
         return await self._order(pk)
 
     async def add_order_note(self, req: s.AddOrderNote, *, key: str) -> Json:

@@ -170,6 +170,15 @@ HOLD = """mutation Hold($id: ID!, $hold: FulfillmentOrderHoldInput!) {
   fulfillmentOrderHold(id: $id, fulfillmentHold: $hold) {
     fulfillmentOrder { id status } userErrors { field message code } } }"""
 
+RELEASE = """mutation Release($id: ID!, $holdIds: [ID!]) {
+  fulfillmentOrderReleaseHold(id: $id, holdIds: $holdIds) {
+    fulfillmentOrder { id status } userErrors { field message code } } }"""
+
+HELD = """query Held($id: ID!) { order(id: $id) { id name cancelledAt
+  displayFulfillmentStatus fulfillmentOrders(first: 10) { nodes { id status
+    fulfillmentHolds { id } } } } }"""
+_HELD_COST = 1 + 2 + 10 * (1 + 1)
+
 NOTE_READ = "query Note($id: ID!) { order(id: $id) { id note } }"
 NOTE = """mutation Note($input: OrderInput!) {
   orderUpdate(input: $input) { order { id } userErrors { field message code } } }"""
@@ -1105,14 +1114,14 @@ class ShopifyStore:
     async def get_order(self, req: s.GetOrder, *, key: str) -> dict[str, Any]:
         return await self._read_order(req.order_id)
 
-    async def _fulfilment_orders(self, order_id: str) -> dict[str, Any]:
+    async def _fulfilment_orders(
+        self, order_id: str, query: str = FULFILMENT_ORDERS, cost: int = _FULFILMENT_ORDERS_COST
+    ) -> dict[str, Any]:
         gid = await self._order_gid(order_id)
-        data = await self._call(
-            f"read order {order_id}", FULFILMENT_ORDERS, {"id": gid}, cost=_FULFILMENT_ORDERS_COST
-        )
+        data = await self._call(f"read order {order_id}", query, {"id": gid}, cost=cost)
         node = data.get("order")
         if node is None and order_id.strip().isdigit():
-            return await self._fulfilment_orders("#" + order_id.strip())
+            return await self._fulfilment_orders("#" + order_id.strip(), query, cost)
         if node is None:
             raise OperationError("NotFound", f"shopify: no order {order_id!r}")
         found: dict[str, Any] = node
@@ -1242,6 +1251,47 @@ class ShopifyStore:
             if errors:
                 raise _user_errors(f"hold order {name}", errors)
         return await self._read_order(node["id"])
+
+    async def release_order(self, req: s.ReleaseOrder, *, key: str) -> dict[str, Any]:
+        """fulfillmentOrderReleaseHold on each ON_HOLD fulfillment order, naming the holds
+        read just before (`holdIds`, as Shopify recommends: a hold placed meanwhile stays).
+        Shopify then reopens them, so the order reads back as paid (or pending, if it is
+        unpaid). Releasing named holds is safe to repeat: a lost answer is sent again, and
+        a fulfillment order found no longer on hold counts as released. An order with
+        nothing on hold is left as it is; cancelled or fulfilled -> Conflict. The note, if
+        given, is appended to the order's note as `released: <note>`."""
+        node = await self._fulfilment_orders(req.order_id, HELD, _HELD_COST)
+        name = node.get("name") or req.order_id
+        if node.get("cancelledAt") or node.get("displayFulfillmentStatus") == "FULFILLED":
+            state = "cancelled" if node.get("cancelledAt") else "fulfilled"
+            raise OperationError(
+                "Conflict", f"shopify: order {name} is {state}; only held orders can be released"
+            )
+        held = [fo for fo in node["fulfillmentOrders"]["nodes"] if fo["status"] == "ON_HOLD"]
+        for fo in held:
+            hold_ids = [h["id"] for h in fo.get("fulfillmentHolds") or [] if h.get("id")]
+            data = await self._call(
+                f"release order {name}",
+                RELEASE,
+                {"id": fo["id"], "holdIds": hold_ids or None},
+                cost=10,
+                repeatable=True,
+            )
+            errors = data["fulfillmentOrderReleaseHold"].get("userErrors") or []
+            if errors and await self._still_held(node["id"], fo["id"]):
+                raise _user_errors(f"release order {name}", errors)
+        if held and req.note:
+            await self._append_note(node["id"], f"released: {req.note}")
+        return await self._read_order(node["id"])
+
+    async def _still_held(self, order_gid: str, fo_id: str) -> bool:
+        """Whether a fulfillment order is still ON_HOLD (after a refused release: one
+        released by our own lost attempt, or by someone else meanwhile, is done)."""
+        node = await self._fulfilment_orders(order_gid)
+        return any(
+            fo["id"] == fo_id and fo["status"] == "ON_HOLD"
+            for fo in node["fulfillmentOrders"]["nodes"]
+        )
 
     async def _append_note(self, order_id: str, message: str) -> str:
         """Append a line to the order's note and return the order's GID; a repeat of the

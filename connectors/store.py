@@ -41,6 +41,7 @@ __all__ = [
     "ListProducts",
     "ProductStatus",
     "PublishProduct",
+    "ReleaseOrder",
     "ReplyInquiry",
     "SetInventory",
     "SetPrice",
@@ -142,6 +143,16 @@ class HoldOrder(Request):
     reason: str = ""
 
 
+class ReleaseOrder(Request):
+    """Undo `hold_order`: the order goes back to where it was before the hold (`paid`, or
+    `pending` where the store can tell), the note recorded if given. An open order that
+    is not on hold is left as it is (a repeat is harmless); fulfilled or cancelled ->
+    Conflict."""
+
+    order_id: str
+    note: str = ""
+
+
 class AddOrderNote(Request):
     order_id: str
     message: str = Field(min_length=1)
@@ -174,6 +185,7 @@ OPERATIONS: dict[str, tuple[type[Request], str]] = {
     "store.fulfil_order": (FulfilOrder, "fulfil_order"),
     "store.cancel_order": (CancelOrder, "cancel_order"),
     "store.hold_order": (HoldOrder, "hold_order"),
+    "store.release_order": (ReleaseOrder, "release_order"),
     "store.add_order_note": (AddOrderNote, "add_order_note"),
     "store.list_inquiries": (ListInquiries, "list_inquiries"),
     "store.reply_inquiry": (ReplyInquiry, "reply_inquiry"),
@@ -200,6 +212,7 @@ class Store(Protocol):
     async def fulfil_order(self, req: FulfilOrder, *, key: str) -> dict[str, Any]: ...
     async def cancel_order(self, req: CancelOrder, *, key: str) -> dict[str, Any]: ...
     async def hold_order(self, req: HoldOrder, *, key: str) -> dict[str, Any]: ...
+    async def release_order(self, req: ReleaseOrder, *, key: str) -> dict[str, Any]: ...
     async def add_order_note(self, req: AddOrderNote, *, key: str) -> dict[str, Any]: ...
     async def list_inquiries(self, req: ListInquiries, *, key: str) -> dict[str, Any]: ...
     async def reply_inquiry(self, req: ReplyInquiry, *, key: str) -> dict[str, Any]: ...

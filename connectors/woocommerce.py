@@ -71,7 +71,7 @@ BATCH_WINDOW = 0.002
 #: order meta: {"key": the fulfil action's key, "tracking": {number, carrier} | None}
 META_FULFILMENT = "storeops_fulfilment"
 META_HOLD_REASON = "storeops_hold_reason"
-#: order meta: {"key", "status"} of the last cancel or hold storeops applied
+#: order meta: {"key", "status"} of the last cancel, hold or release storeops applied
 META_STATUS_KEY = "storeops_status_change"
 #: product meta: [{key, op, delta, before, on_hand, reason}], the last STOCK_LEDGER_SIZE
 META_STOCK_LEDGER = "storeops_stock_ledger"
@@ -993,6 +993,50 @@ class WooCommerceStore:
 
     async def hold_order(self, req: s.HoldOrder, *, key: str) -> dict[str, Any]:
         return await self._park(req.order_id, "on-hold", req.reason, key)
+
+    async def release_order(self, req: s.ReleaseOrder, *, key: str) -> dict[str, Any]:
+        """on-hold -> processing if the order was paid (WooCommerce's `date_paid`), else
+        -> pending (an unpaid order held, e.g. awaiting a bank transfer, must not be marked
+        paid). WooCommerce's side effects follow its own rules: processing sends the
+        customer the "processing order" e-mail; pending gives the held stock back. The key
+        goes into order meta, so a repeat after a lost answer returns the order (and adds
+        a missing note) instead of changing anything; any other open order that is not on
+        hold is left as it is. Completed, cancelled, refunded or failed -> Conflict."""
+        order_id = req.order_id
+        raw = await self._raw_order(order_id)
+        status = str(raw.get("status") or "")
+        note = f"released: {req.note}" if req.note else ""
+        if status != "on-hold":
+            ours = _ORDER_FROM_WOO.get(status, status)
+            if ours not in ("pending", "paid"):
+                raise OperationError(
+                    "Conflict",
+                    f"woocommerce: order {order_id} is {ours} (WooCommerce status {status!r}); "
+                    "only on_hold orders can be released",
+                )
+            record = _meta(raw, META_STATUS_KEY)
+            if isinstance(record, dict) and record.get("key") == key:
+                if note:  # this key's release landed but its answer (or its note) was lost
+                    await self._ensure_note(order_id, note, _sub_key(key, "note"))
+                return {**await self._full_order(order_id), "replayed": True}
+            return await self._full_order(order_id)
+        back = "processing" if raw.get("date_paid_gmt") or raw.get("date_paid") else "pending"
+        await self._call(
+            "PUT",
+            f"/orders/{_order_number(order_id)}",
+            what=f"release order {order_id}",
+            body={
+                "status": back,
+                "meta_data": [
+                    _meta_entry(META_STATUS_KEY, {"key": key, "status": back}),
+                    _meta_entry(META_HOLD_REASON, ""),
+                ],
+            },
+            key=_sub_key(key, "release"),
+        )
+        if note:
+            await self._add_note(order_id, note, _sub_key(key, "note"))
+        return await self._full_order(order_id)
 
     async def add_order_note(self, req: s.AddOrderNote, *, key: str) -> dict[str, Any]:
         """A private note (`customer_note: false`); returns the order with its notes."""

@@ -26,6 +26,7 @@ OPERATIONS: dict[str, str] = {
     "store.fulfil_order": "fulfil an order, with an idempotency key",
     "store.cancel_order": "cancel an order",
     "store.hold_order": "put an order on hold",
+    "store.release_order": "release a held order back to where it was (harmless when not held)",
     "store.add_order_note": "add a note to an order",
     "store.list_inquiries": "customer inquiries where the platform has them",
     "store.reply_inquiry": "answer a customer inquiry",

@@ -33,7 +33,13 @@ follows, by rule (shopify.dev pages named as on the site):
 - Fulfilment ("fulfillmentCreate", "FulfillmentInput"): lines by fulfillment order; no
   line items = the whole remainder; a fulfillment order that is CLOSED, CANCELLED or
   ON_HOLD cannot be fulfilled again (userError), so a retried fulfilment is applied once
-  even without a key; `@idempotent` is accepted too. `fulfillmentOrderHold` puts it ON_HOLD.
+  even without a key; `@idempotent` is accepted too. `fulfillmentOrderHold` puts it ON_HOLD
+  (each hold has an `id`). `fulfillmentOrderReleaseHold(id, holdIds, externalId)`
+  ("fulfillmentOrderReleaseHold"): only an ON_HOLD fulfillment order can be released
+  (else a userError); `holdIds` names the holds to release - ids that are not this
+  fulfillment order's holds are ignored - and without it every hold goes; once no hold
+  is left it reopens (OPEN, or IN_PROGRESS if partly fulfilled). An unknown id ->
+  userError FULFILLMENT_ORDER_NOT_FOUND.
 - Pagination ("Paginating results with GraphQL"): `first` (1..250) + `after`, `nodes`,
   `edges {cursor node}`, `pageInfo {hasNextPage hasPreviousPage startCursor endCursor}`;
   keyset cursors, so writes between pages neither skip nor repeat items.
@@ -51,7 +57,8 @@ The selection set is honoured: only selected fields come back.
     productVariantsBulkUpdate(productId, variants); inventoryAdjustQuantities(input);
     inventorySetQuantities(input); fulfillmentCreate(fulfillment, message); orderUpdate(
     input); orderCancel(orderId, reason, refund, restock, notifyCustomer, staffNote);
-    fulfillmentOrderHold(id, fulfillmentHold); fulfillmentOrderReleaseHold(id).
+    fulfillmentOrderHold(id, fulfillmentHold); fulfillmentOrderReleaseHold(id, holdIds,
+    externalId).
   Search fields: orders: financial_status, fulfillment_status (shipped|fulfilled|
     partial|unshipped|unfulfilled|on_hold|any), status (open|closed|cancelled|any),
     created_at, updated_at, processed_at, name, tag, email, sku, id.
@@ -1481,6 +1488,7 @@ class ShopifyApp:
             )
         hold_in = args.get("fulfillmentHold") or {}
         hold = {
+            "id": gid("FulfillmentHold", self._next("FulfillmentHold", 8_000_000_000)),
             "reason": hold_in.get("reason") or "OTHER",
             "reasonNotes": hold_in.get("reasonNotes"),
             "handle": hold_in.get("handle"),
@@ -1499,13 +1507,28 @@ class ShopifyApp:
     def m_fo_release(self, args: dict[str, Any]) -> dict[str, Any]:
         fid = _gid_number(args.get("id"), "FulfillmentOrder")
         fo = self.fos.get(fid or 0)
-        if fo is None or fo.status != "ON_HOLD":
+        if fo is None:
+            return _user_errors(
+                "FULFILLMENT_ORDER_NOT_FOUND",
+                "Fulfillment order not found.",
+                ["id"],
+                payload="fulfillmentOrder",
+            )
+        if fo.status != "ON_HOLD":
+            self.duplicates["release_not_on_hold"] += 1
             return _user_errors(
                 "INVALID", "Fulfillment order is not on hold.", ["id"], payload="fulfillmentOrder"
             )
-        fo.holds.clear()
-        partial = any(f.remaining < f.total for f in fo.lines)
-        fo.status, fo.updated_at = ("IN_PROGRESS" if partial else "OPEN"), now_utc()
+        wanted = args.get("holdIds")
+        if wanted is None:
+            fo.holds.clear()
+        else:
+            named = {str(h) for h in wanted}
+            fo.holds[:] = [h for h in fo.holds if h["id"] not in named]
+        if not fo.holds:
+            partial = any(f.remaining < f.total for f in fo.lines)
+            fo.status = "IN_PROGRESS" if partial else "OPEN"
+        fo.updated_at = now_utc()
         self._wrote("fulfillmentOrderReleaseHold")
         return {
             "__typename": "FulfillmentOrderReleaseHoldPayload",

@@ -22,7 +22,9 @@ Test-and-benchmark edge: imports common only, never storeops. What it follows, b
   `include[]=1&include[]=2`), after/before (date_created), modified_after/modified_before,
   orderby date|id|include|modified, order asc|desc. Stock moves
   like WooCommerce: reduced when an order enters processing/on-hold/completed, restored
-  when a reduced order is cancelled/refunded/failed. `completed` = fulfilled: each
+  when a reduced order is cancelled/refunded/failed/pending; `date_paid` is set on the
+  first move into processing or completed (WC_Order::maybe_set_date_paid), so an order
+  held from pending and released again stays unpaid. `completed` = fulfilled: each
   applied transition into completed is counted per order; completed -> completed is a
   no-op (counted as a suppressed duplicate).
 - `POST /orders/batch {create, update, delete}`: at most 100 objects in all (else 413
@@ -756,9 +758,10 @@ class WooCommerceApp:
         elif status in _RESTORING and o.stock_reduced:
             self._move_stock(o, +1)
             o.stock_reduced = False
+        if status in ("processing", "completed"):  # WC_Order::maybe_set_date_paid
+            o.paid = o.paid or now
         if status == "completed":
             o.completed = now
-            o.paid = o.paid or now
             self.fulfilments_by_order[o.id] += 1
         self._add_note(
             o, f"Order status changed from {_label(o.status)} to {_label(status)}.", False, "system"

@@ -54,7 +54,13 @@ from storeops.web.context import (
     is_lead_role,
 )
 from storeops.web.diagram import state_svg
-from storeops.web.evidence import INLINE_TYPES, EvidenceError, accepts, media_type_of
+from storeops.web.evidence import (
+    INLINE_TYPES,
+    SNIFF_BYTES,
+    EvidenceError,
+    accepts,
+    media_type_of,
+)
 from storeops.web.forms import (
     checklist_answers,
     field_widgets,
@@ -627,7 +633,9 @@ async def _store_uploads(
         for upload in form.getlist("e." + name):
             if not isinstance(upload, UploadFile) or not upload.filename:
                 continue
-            media_type = media_type_of(upload.filename, upload.content_type)
+            head = await upload.read(SNIFF_BYTES)
+            await upload.seek(0)
+            media_type = media_type_of(upload.filename, upload.content_type, head)
             kinds = list(getattr(specs.get(name), "kinds", []) or [])
             if not accepts(kinds, media_type):
                 raise EvidenceError(

@@ -47,12 +47,46 @@ class StoredFile:
     names: list[str] = field(default_factory=list)
 
 
-def media_type_of(name: str, declared: str | None) -> str:
-    """The declared media type when it is specific, else one guessed from the name."""
+#: How the types shown inline begin (their "magic" bytes).
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"%PDF-", "application/pdf"),
+)
+#: Bytes `media_type_of` needs from the start of a file.
+SNIFF_BYTES = 16
+
+
+def sniff(head: bytes) -> str | None:
+    """The media type the first bytes of a file show, for the types shown inline."""
+    for magic, media_type in _MAGIC:
+        if head.startswith(magic):
+            return media_type
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def media_type_of(name: str, declared: str | None, head: bytes | None = None) -> str:
+    """What a file is: what its first bytes show (`head`) for images and PDFs, whatever the
+    browser claimed; otherwise the declared type when specific, else one guessed from the
+    name. A file claiming an image or PDF type its bytes do not show is octet-stream, so a
+    page that asks for image/* cannot be given anything else."""
     declared = (declared or "").split(";")[0].strip().lower()
     if declared and declared != "application/octet-stream":
-        return declared
-    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+        claimed = declared
+    else:
+        claimed = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    if head is None:
+        return claimed
+    found = sniff(head)
+    if found is not None:
+        return found
+    if claimed in INLINE_TYPES or claimed.startswith("image/"):
+        return "application/octet-stream"
+    return claimed
 
 
 def accepts(kinds: Sequence[str], media_type: str) -> bool:
@@ -138,7 +172,7 @@ class EvidenceStore:
             )
             record = {
                 "names": names[-20:],
-                "media_type": media_type,
+                "media_type": info.get("media_type") or media_type,  # the first one stays
                 "size": size,
                 "by": uploaders[-50:],  # who uploaded it (they may attach it again)
                 "roles": known_roles,  # the roles of the steps it was uploaded for

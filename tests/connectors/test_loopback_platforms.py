@@ -619,6 +619,59 @@ def test_shopify_order_notes_hold_and_cancel(shopify: ShopifyServer) -> None:
     assert second["id"] in {o["id"] for o in cancelled["data"]["orders"]["nodes"]}
 
 
+RELEASE = """mutation R($id: ID!, $holds: [ID!]) {
+  fulfillmentOrderReleaseHold(id: $id, holdIds: $holds) {
+    fulfillmentOrder { id status fulfillmentHolds { id } } userErrors { field message code } } }"""
+
+
+def test_shopify_release_hold_follows_the_documented_rules(shopify: ShopifyServer) -> None:
+    hold_q = """mutation H($id: ID!, $note: String) { fulfillmentOrderHold(id: $id,
+        fulfillmentHold: {reason: OTHER, reasonNotes: $note}) {
+        fulfillmentHold { id } fulfillmentOrder { status } userErrors { message } } }"""
+
+    def release(client: httpx.Client, fo: str, holds: list[str] | None) -> dict[str, Any]:
+        answer = gql(client, shopify, RELEASE, {"id": fo, "holds": holds})
+        payload: dict[str, Any] = answer["data"]["fulfillmentOrderReleaseHold"]
+        return payload
+
+    with httpx.Client() as client:
+        orders = gql(
+            client, shopify, UNSHIPPED, {"q": "financial_status:paid fulfillment_status:unshipped"}
+        )
+        order = orders["data"]["orders"]["nodes"][0]
+        fo = order["fulfillmentOrders"]["nodes"][0]["id"]
+        not_held = release(client, fo, None)
+        first = gql(client, shopify, hold_q, {"id": fo, "note": "a"})["data"]
+        second = gql(client, shopify, hold_q, {"id": fo, "note": "b"})["data"]
+        first_id = first["fulfillmentOrderHold"]["fulfillmentHold"]["id"]
+        second_id = second["fulfillmentOrderHold"]["fulfillmentHold"]["id"]
+        partly = release(client, fo, [first_id, "gid://shopify/FulfillmentHold/1"])
+        fully = release(client, fo, [second_id])
+        twice = release(client, fo, [second_id])
+        unknown = release(client, "gid://shopify/FulfillmentOrder/1", None)
+        gql(client, shopify, hold_q, {"id": fo, "note": "c"})
+        everything = release(client, fo, None)
+        fulfilled = gql(client, shopify, FULFIL, {"fo": fo, "key": str(uuid.uuid4())})
+    assert "Fulfillment order is not on hold." == not_held["userErrors"][0]["message"]
+    assert first_id.startswith("gid://shopify/FulfillmentHold/")
+    assert first_id != second_id
+    # holdIds: only the named holds of this fulfillment order go; it stays held until none
+    assert ("ON_HOLD", [{"id": second_id}], []) == (
+        partly["fulfillmentOrder"]["status"],
+        partly["fulfillmentOrder"]["fulfillmentHolds"],
+        partly["userErrors"],
+    )
+    assert ("OPEN", []) == (fully["fulfillmentOrder"]["status"], fully["userErrors"])
+    assert twice["fulfillmentOrder"] is None
+    assert "Fulfillment order is not on hold." == twice["userErrors"][0]["message"]
+    assert "FULFILLMENT_ORDER_NOT_FOUND" == unknown["userErrors"][0]["code"]
+    assert "OPEN" == everything["fulfillmentOrder"]["status"]  # no holdIds: every hold goes
+    assert [] == fulfilled["data"]["fulfillmentCreate"]["userErrors"]
+    app = shopify.stats()["app"]
+    assert 3 == app["writes"]["fulfillmentOrderReleaseHold"]
+    assert 2 == app["duplicates_suppressed"]["release_not_on_hold"]
+
+
 def test_woocommerce_stock_is_absolute_and_follows_status(woo: WooCommerceServer) -> None:
     with httpx.Client(auth=woo.auth) as client:
         order = client.get(f"{woo.api_url}/orders", params={"status": "processing"}).json()[0]

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from connectors import store as s
-from connectors.oscar import HOLD_MARK, OscarStore
+from connectors.oscar import HOLD_MARK, RELEASE_MARK, OscarStore
 from storeops.errors import ConfigError, OperationError
 from tests.connectors.oscar_store import OscarStore as RunningStore
 
@@ -542,6 +542,70 @@ def test_hold_cancel_and_notes(
     assert ["customer called"] == notes(admin, noted_id)
     # the cancelled order gave its unit back; the other open order still holds one
     assert 1 == (product_of(admin, sku)["num_allocated"] or 0)
+
+
+def test_release_reopens_a_held_order_once(
+    oscar_store: RunningStore, admin: httpx.Client, customer: httpx.Client
+) -> None:
+    sku = new_product(oscar_store, stock=5)
+    record = product_of(admin, sku)
+    held_id = place_order(customer, record["product_id"])
+    open_id = place_order(customer, record["product_id"])
+    cancel_id = place_order(customer, record["product_id"])
+    key = f"release-{uuid.uuid4()}"
+
+    async def scenario(store: OscarStore) -> tuple[Any, ...]:
+        before = await store.get_order(s.GetOrder(order_id=held_id), key="k")
+        await store.hold_order(
+            s.HoldOrder(order_id=held_id, reason="fraud check"), key=f"{key}-hold"
+        )
+        release = s.ReleaseOrder(order_id=held_id, note="card verified")
+        released = await store.release_order(release, key=key)
+        repeated = await store.release_order(release, key=key)  # a lost answer's retry
+        other_key = await store.release_order(s.ReleaseOrder(order_id=held_id), key=f"{key}-2")
+        untouched = await store.get_order(s.GetOrder(order_id=open_id), key="k")
+        not_held = await store.release_order(s.ReleaseOrder(order_id=open_id), key=f"{key}-open")
+        fulfilled = await store.fulfil_order(s.FulfilOrder(order_id=held_id), key=f"{key}-fulfil")
+        shipped = await raises(
+            store.release_order(s.ReleaseOrder(order_id=held_id), key=f"{key}-shipped")
+        )
+        await store.hold_order(s.HoldOrder(order_id=cancel_id), key=f"{key}-hold-c")
+        await store.cancel_order(s.CancelOrder(order_id=cancel_id), key=f"{key}-cancel")
+        cancelled = await raises(
+            store.release_order(s.ReleaseOrder(order_id=cancel_id), key=f"{key}-cancelled")
+        )
+        unknown = [
+            await raises(
+                store.release_order(s.ReleaseOrder(order_id=order_id), key=f"{key}-unknown")
+            )
+            for order_id in ("99999999", "not-a-number")
+        ]
+        return (
+            before, released, repeated, other_key, untouched, not_held, fulfilled, shipped,
+            cancelled, unknown,
+        )  # fmt: skip
+
+    (
+        before, released, repeated, other_key, untouched, not_held, fulfilled, shipped,
+        cancelled, unknown,
+    ) = run(scenario, oscar_store)  # fmt: skip
+
+    assert ("paid", None) == (released["status"], released["hold_reason"])
+    assert before["oscar_status"] == released["oscar_status"]
+    assert set(before) == set(released)
+    assert released == repeated == other_key
+    assert [f"{HOLD_MARK} fraud check", f"{RELEASE_MARK} card verified"] == notes(admin, held_id)[
+        :2
+    ]
+    assert untouched == not_held
+    assert [] == notes(admin, open_id)
+    assert "fulfilled" == fulfilled["status"]
+    assert ("Conflict", False) == (shipped.error, shipped.retryable)
+    assert held_id in str(shipped)
+    assert "fulfilled" in str(shipped)
+    assert ("Conflict", False) == (cancelled.error, cancelled.retryable)
+    assert "cancelled" in str(cancelled)
+    assert ["NotFound", "NotFound"] == [e.error for e in unknown]
 
 
 def test_inquiries_are_not_configured(oscar_store: RunningStore) -> None:

@@ -445,6 +445,104 @@ def test_hold_cancel_and_notes(server: ShopifyServer) -> None:
     run(server, body)
 
 
+def test_release_reopens_a_held_order_which_can_then_be_fulfilled(server: ShopifyServer) -> None:
+    async def body(store: ShopifyStore) -> None:
+        held_id, open_id = (await paid_ids(store))[:2]
+        before = await store.get_order(s.GetOrder(order_id=held_id), key="k")
+        held = await store.hold_order(s.HoldOrder(order_id=held_id, reason="address?"), key="h")
+        assert "on_hold" == held["status"]
+        released = await store.release_order(
+            s.ReleaseOrder(order_id=held_id, note="address confirmed"), key="r1"
+        )
+        assert ("paid", None) == (released["status"], released["hold_reason"])
+        assert ["released: address confirmed"] == released["notes"]
+        assert set(before) == set(released)
+        assert {**before, "notes": released["notes"]} == released
+        assert held_id in await paid_ids(store)
+        # releasing again, by a retry or another action, changes nothing
+        assert released == await store.release_order(
+            s.ReleaseOrder(order_id=held_id, note="address confirmed"), key="r1"
+        )
+        assert released == await store.release_order(
+            s.ReleaseOrder(order_id=held_id, note="second"), key="r2"
+        )
+        untouched = await store.get_order(s.GetOrder(order_id=open_id), key="k")
+        assert untouched == await store.release_order(s.ReleaseOrder(order_id=open_id), key="r3")
+
+        done = await store.fulfil_order(s.FulfilOrder(order_id=held_id), key="f")
+        assert "fulfilled" == done["status"]
+        with pytest.raises(OperationError) as shipped:
+            await store.release_order(s.ReleaseOrder(order_id=held_id), key="r4")
+        assert ("Conflict", False) == (shipped.value.error, shipped.value.retryable)
+        assert "fulfilled" in str(shipped.value)
+        assert released["name"] in str(shipped.value)
+
+    run(server, body)
+    app = server.stats()["app"]
+    assert 1 == app["writes"]["fulfillmentOrderReleaseHold"]  # one held fulfillment order
+    assert 1 == app["fulfilments_applied"]
+
+
+def test_release_keeps_pending_orders_pending_and_refuses_closed_ones(
+    server: ShopifyServer,
+) -> None:
+    async def body(store: ShopifyStore) -> None:
+        pending = await store.list_orders(s.ListOrders(status="pending"), key="k")
+        pending_id = pending["orders"][0]["id"]
+        await store.hold_order(s.HoldOrder(order_id=pending_id), key="h1")
+        released = await store.release_order(s.ReleaseOrder(order_id=pending_id), key="r1")
+        assert ("pending", []) == (released["status"], released["notes"])
+
+        cancel_id = (await paid_ids(store))[0]
+        await store.hold_order(s.HoldOrder(order_id=cancel_id, reason="fraud?"), key="h2")
+        await store.cancel_order(s.CancelOrder(order_id=cancel_id), key="c")
+        with pytest.raises(OperationError) as cancelled:
+            await store.release_order(s.ReleaseOrder(order_id=cancel_id), key="r2")
+        assert ("Conflict", False) == (cancelled.value.error, cancelled.value.retryable)
+        assert "cancelled" in str(cancelled.value)
+        for unknown in ("999999999", "#424242", "gid://shopify/Order/1"):
+            with pytest.raises(OperationError) as missing:
+                await store.release_order(s.ReleaseOrder(order_id=unknown), key="r3")
+            assert "NotFound" == missing.value.error
+
+    run(server, body)
+
+
+def test_release_under_lost_answers_releases_every_order(server: ShopifyServer) -> None:
+    """Answers lost after the release applied: the client sends it again (the named holds
+    are gone, Shopify says the order is not on hold), and the connector counts that as
+    done; the engine's retries with the same key see nothing left to release."""
+    lost = ("server_error_after", "hang_after", "reset_after")
+    weights = dict.fromkeys((*lost, "server_error", "reset"), 1.0)
+
+    async def body(store: ShopifyStore) -> list[dict[str, Any]]:
+        ids = (await paid_ids(store))[:20]
+        for order_id in ids:
+            await store.hold_order(s.HoldOrder(order_id=order_id), key=f"h-{order_id}")
+        server.configure(faults=FaultConfig(rate=0.3, seed=5, weights=weights, hang_s=0.3))
+
+        async def release(order_id: str) -> dict[str, Any]:
+            for _ in range(30):
+                try:
+                    request = s.ReleaseOrder(order_id=order_id)
+                    return await store.release_order(request, key=f"r-{order_id}")
+                except OperationError as exc:
+                    if not exc.retryable:
+                        raise
+                    await asyncio.sleep(0.05)
+            raise AssertionError(f"order {order_id} never released")
+
+        answers = await asyncio.gather(*(release(i) for i in ids))
+        server.configure(faults=FaultConfig())
+        return answers
+
+    answers = run(server, body, timeout=3)
+    assert {"paid"} == {a["status"] for a in answers}
+    stats = server.stats()
+    assert sum(stats["server"]["faults"].get(k, 0) for k in lost) > 0
+    assert stats["app"]["writes"]["fulfillmentOrderReleaseHold"] == 20
+
+
 def test_inquiries_are_not_configured(server: ShopifyServer) -> None:
     async def body(store: ShopifyStore) -> None:
         for call in (

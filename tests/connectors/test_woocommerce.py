@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 
 from connectors import store as s
@@ -332,6 +333,128 @@ def test_order_notes_hold_and_cancel(woo: WooCommerceServer) -> None:
         assert "NotFound" == bad.value.error
 
     run_with(woo, scenario)
+
+
+def test_release_returns_a_held_order_to_processing(woo: WooCommerceServer) -> None:
+    async def scenario(store: WooCommerceStore) -> None:
+        first, second = (await paid_order_ids(store))[:2]
+        before = await store.get_order(s.GetOrder(order_id=first), key="k")
+        await store.hold_order(s.HoldOrder(order_id=first, reason="address check"), key="hold-1")
+        released = await store.release_order(
+            s.ReleaseOrder(order_id=first, note="address confirmed"), key="release-1"
+        )
+        assert ("paid", "processing", None) == (
+            released["status"],
+            released["platform_status"],
+            released["hold_reason"],
+        )
+        assert ["on_hold: address check", "released: address confirmed"] == released["notes"]
+        assert set(before) == set(released)
+        assert released == await store.get_order(s.GetOrder(order_id=first), key="k")
+        # a repeat with the key (a lost answer) replays; another key finds nothing to do
+        repeat = await store.release_order(
+            s.ReleaseOrder(order_id=first, note="address confirmed"), key="release-1"
+        )
+        assert {**released, "replayed": True} == repeat
+        other = await store.release_order(
+            s.ReleaseOrder(order_id=first, note="again"), key="release-2"
+        )
+        assert released == other
+        # held again: a new release applies (another key), and the old note is not doubled
+        await store.hold_order(s.HoldOrder(order_id=first, reason="second look"), key="hold-2")
+        again = await store.release_order(s.ReleaseOrder(order_id=first), key="release-5")
+        assert ("paid", None) == (again["status"], again["hold_reason"])
+        assert 1 == again["notes"].count("released: address confirmed")
+        untouched = await store.get_order(s.GetOrder(order_id=second), key="k")
+        assert untouched == await store.release_order(
+            s.ReleaseOrder(order_id=second, note="n"), key="release-3"
+        )
+
+        done = await store.fulfil_order(s.FulfilOrder(order_id=first), key="ful-1")
+        assert "fulfilled" == done["status"]
+        with pytest.raises(OperationError) as shipped:
+            await store.release_order(s.ReleaseOrder(order_id=first), key="release-4")
+        assert ("Conflict", False) == (shipped.value.error, shipped.value.retryable)
+        assert first in str(shipped.value)
+        assert "fulfilled" in str(shipped.value)
+
+    run_with(woo, scenario)
+    stats = woo.stats(detail=True)["app"]
+    assert 1 == stats["orders_fulfilled"]
+
+
+def test_release_keeps_an_unpaid_order_unpaid_and_refuses_closed_ones(
+    woo: WooCommerceServer,
+) -> None:
+    async def scenario(store: WooCommerceStore) -> None:
+        pending = await store.list_orders(s.ListOrders(status="pending"), key="k")
+        order = next(o for o in pending["orders"] if o["lines"])
+        sku = order["lines"][0]["sku"]
+        quantity = sum(ln["quantity"] for ln in order["lines"] if ln["sku"] == sku)
+        stock = (await store.get_product(s.GetProduct(sku=sku), key="k"))["on_hand"]
+        await store.hold_order(s.HoldOrder(order_id=order["id"]), key="hold-p")
+        held_stock = (await store.get_product(s.GetProduct(sku=sku), key="k"))["on_hand"]
+        assert stock - quantity == held_stock  # WooCommerce reduces stock on on-hold
+        released = await store.release_order(s.ReleaseOrder(order_id=order["id"]), key="rel-p")
+        assert ("pending", "pending", "pending") == (
+            released["status"],
+            released["platform_status"],
+            released["financial_status"],
+        )
+        assert stock == (await store.get_product(s.GetProduct(sku=sku), key="k"))["on_hand"]
+
+        cancelled_id = (await paid_order_ids(store))[0]
+        await store.hold_order(s.HoldOrder(order_id=cancelled_id), key="hold-c")
+        await store.cancel_order(s.CancelOrder(order_id=cancelled_id), key="cancel-c")
+        with pytest.raises(OperationError) as cancelled:
+            await store.release_order(s.ReleaseOrder(order_id=cancelled_id), key="rel-c")
+        assert ("Conflict", False) == (cancelled.value.error, cancelled.value.retryable)
+        assert "cancelled" in str(cancelled.value)
+        for unknown in ("999999", "nope"):
+            with pytest.raises(OperationError) as missing:
+                await store.release_order(s.ReleaseOrder(order_id=unknown), key="rel-x")
+            assert "NotFound" == missing.value.error
+
+    run_with(woo, scenario)
+
+
+def test_release_retried_after_a_lost_answer_adds_the_missing_note(
+    woo: WooCommerceServer,
+) -> None:
+    """The first attempt's status write landed, its note did not (the answer was lost):
+    the retry with the same key finds its key in the order meta and adds only the note."""
+
+    async def scenario(store: WooCommerceStore) -> tuple[str, dict[str, Any]]:
+        order_id = (await paid_order_ids(store))[0]
+        await store.hold_order(s.HoldOrder(order_id=order_id), key="hold-1")
+        return order_id, await store.get_order(s.GetOrder(order_id=order_id), key="k")
+
+    order_id, held = run_with(woo, scenario)
+    assert "on_hold" == held["status"]
+    with httpx.Client(auth=woo.auth) as client:
+        landed = client.put(
+            f"{woo.api_url}/orders/{order_id}",
+            json={
+                "status": "processing",
+                "meta_data": [
+                    {
+                        "key": "storeops_status_change",
+                        "value": {"key": "rel-1", "status": "processing"},
+                    }
+                ],
+            },
+        )
+        assert 200 == landed.status_code, landed.text
+
+    async def retry(store: WooCommerceStore) -> dict[str, Any]:
+        request = s.ReleaseOrder(order_id=order_id, note="checked")
+        first = await store.release_order(request, key="rel-1")
+        assert first == await store.release_order(request, key="rel-1")
+        return first
+
+    released = run_with(woo, retry)
+    assert (True, "paid") == (released["replayed"], released["status"])
+    assert ["released: checked"] == released["notes"]
 
 
 def test_fulfil_order_once_per_key(

@@ -266,10 +266,17 @@ def test_evidence_of_the_wrong_kind_or_size_is_refused(inbox: Served) -> None:
     )
     assert 422 == answer.status_code
     assert "accepts image/*, not text/html" in answer.text
+    disguised = client.post(  # a page claiming to be a PNG: the bytes say otherwise
+        _step(run_id),
+        data=reply_form(csrf_of(page.text)),
+        files={"e.screenshot": ("shot.png", b"<html><script>alert(1)</script>", "image/png")},
+    )
+    assert 422 == disguised.status_code
+    assert "accepts image/*, not application/octet-stream" in disguised.text
     answer = client.post(
         _step(run_id),
         data=reply_form(csrf_of(page.text)),
-        files={"e.screenshot": ("huge.png", b"\0" * ((1 << 20) + 1), "image/png")},
+        files={"e.screenshot": ("huge.png", PNG + b"\0" * (1 << 20), "image/png")},
     )
     assert 422 == answer.status_code
     assert "larger than 1 MiB" in answer.text

@@ -299,3 +299,14 @@ def test_ended_sessions_are_remembered_until_they_would_have_expired(tmp_path: P
     assert {"late": 5_000.0} == entry["ended"]
     assert 1 == entry["generation"]  # the person's other sessions go on
     assert auth.authenticate_password(tmp_path, "dee", "dee-pass-1234") == 1
+
+
+def test_evidence_types_come_from_the_bytes_for_images_and_pdfs() -> None:
+    from storeops.web.evidence import media_type_of
+
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 8
+    assert "image/png" == media_type_of("a.jpg", "image/jpeg", png)  # the bytes win
+    assert "application/pdf" == media_type_of("a.bin", None, b"%PDF-1.7\n")
+    assert "image/webp" == media_type_of("a", "", b"RIFF\0\0\0\0WEBPVP8 ")
+    assert "application/octet-stream" == media_type_of("x.png", "image/png", b"<html>")
+    assert "text/csv" == media_type_of("sales.csv", None, b"sku,qty\n")  # not sniffed
