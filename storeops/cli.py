@@ -452,7 +452,9 @@ def cmd_recover(args: argparse.Namespace, cfg: Settings) -> int:
         print(f"{run_id}: {engine.ledger.get_run(run_id).status}")
     verb = "found" if args.dry_run else ("handed to the runner" if runner else "continued")
     print(f"{len(found)} open run(s) had work due and were {verb}; wake times of the rest checked")
-    return EXIT_OK
+    for run_id, why in engine.stuck.items():
+        print(f"{run_id}: could not be continued: {why}", file=sys.stderr)
+    return EXIT_PROBLEMS if engine.stuck else EXIT_OK
 
 
 def cmd_simulate(args: argparse.Namespace, cfg: Settings) -> int:

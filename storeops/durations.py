@@ -43,6 +43,8 @@ def _parse(text: str | int | float) -> float:
         if text != text:  # NaN
             raise ValueError(f"expected {DURATION_HELP}, found {text!r}")
         return float(text)
+    if not isinstance(text, str):  # None, a list: what an expression may give
+        raise ValueError(f"expected {DURATION_HELP}, found {text!r}")
     raw = text.strip()
     match = _SHORT.match(raw.lower()) or _ISO.match(raw.upper())
     if not raw or match is None or not any(match.groups()):

@@ -149,6 +149,7 @@ class Token:
     # this visit's remind/escalate/due/timeout spans in µs (expressions evaluated on entry)
     spans: dict[str, int] = {}  # noqa: RUF012 - replaced per instance before any write
     span_error: str | None = None
+    next_remind: int | None = None
     # actions, notifications, calls
     attempt = 0
     in_flight: dict[str, Any] | None = None
@@ -384,6 +385,8 @@ class Run:
     def _arm_human(self, token: Token, state: Any) -> None:
         at = token.entered_at
         spans = token.spans = self._human_spans(token, state)
+        if "remind" in spans:
+            token.next_remind = at + spans["remind"]
         for kind, timer in _HUMAN_TIMERS:
             if kind in spans:
                 self._timer(at + spans[kind], token, timer)
@@ -402,17 +405,17 @@ class Run:
         for kind, value in values:
             if value is None:
                 continue
+            source, found = value, value
             if isinstance(value, str):
-                source = value
                 try:
-                    found = self.evaluator.evaluate(source, self.scopes[token.scope].namespace)
+                    found = self.evaluator.evaluate(value, self.scopes[token.scope].namespace)
                     value = parse_duration(found)
                 except (ExpressionError, ValueError, TypeError) as exc:
                     token.span_error = f"{kind}: {source} gave no duration ({exc})"
                     return {}
-                if value <= 0:
-                    token.span_error = f"{kind}: {source} gave {found!r}, not a positive duration"
-                    return {}
+            if value <= 0:  # a timer due at entry would fire, and re-arm, for ever
+                token.span_error = f"{kind}: {source} gave {found!r}, not a positive duration"
+                return {}
             spans[kind] = seconds_to_us(value)
         return spans
 
@@ -450,12 +453,17 @@ class Run:
             return
         token.reminders = int(event.data.get("number", token.reminders + 1))
         self.outstanding.pop(f"remind:{token.step}:{token.visit}:{token.reminders}", None)
+        token.next_remind = None  # earlier timers still queued are superseded
         state = self.states[token.state]
         if state.remind is not None and (
             state.remind.max is None or token.reminders < state.remind.max
         ):
+            # the next one `every` after this one, also when this one came late (a runner
+            # that was down sends one reminder on its return, not every one it missed)
             every = token.spans["remind"]
-            self._timer(token.entered_at + every * (token.reminders + 1), token, "remind")
+            following = max(token.entered_at + every * (token.reminders + 1), event.at + every)
+            token.next_remind = following
+            self._timer(following, token, "remind")
 
     def _on_task_escalated(self, event: Event) -> None:
         token = self._token_for(event.data)
@@ -559,9 +567,14 @@ class Run:
         token = self._token_for(data)
         if token is None:
             return
-        self._settle(token, "action", data.get("attempt", token.attempt))
+        attempt = int(data.get("attempt", token.attempt))
+        if token.outcome is not None or attempt < token.attempt:
+            # a late answer of an attempt given up on (its driver outlived its lease): the
+            # attempt in force decides; only a success counts from any attempt (one key)
+            return
+        self._settle(token, "action", attempt)
+        token.attempt = attempt  # (inputs that cannot be rendered fail the next attempt)
         state = self.states[token.state]
-        token.attempt = int(data.get("attempt", token.attempt))
         retryable = bool(data.get("retryable", False))
         if retryable and token.attempt < state.retry.attempts:
             delay = retry_delay(state.retry, self.run_id, token.step, token.visit, token.attempt)
@@ -775,8 +788,7 @@ class Run:
             state = self.states[token.state]
             ref = {"step": token.step, "visit": token.visit}
             if kind == "remind":
-                every = token.spans["remind"]
-                if due != token.entered_at + every * (token.reminders + 1):
+                if due != token.next_remind:
                     continue  # superseded: a later reminder was already recorded
                 number = token.reminders + 1
                 effect_id = f"remind:{token.step}:{token.visit}:{number}"

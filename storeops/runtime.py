@@ -9,7 +9,9 @@ Must not import Prefect or httpx (issue 3's flow calls into this module).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import math
 import re
 import secrets
@@ -51,6 +53,8 @@ from storeops.ledger import RunNotFoundError as LedgerRunNotFound
 from storeops.loader import Checker, LoadedSop, from_bundle
 from storeops.roster import Roster
 from storeops.templates import Rendered, TemplateLibrary
+
+log = logging.getLogger("storeops.engine")
 
 Clock = Callable[[], int]
 
@@ -143,6 +147,8 @@ class Engine:
     #: effect and a function that carries it out and returns a result or OperationError.
     around_action: Callable[[m.RunAction, Callable[[], Any]], Any] | None = None
     closed: bool = field(default=False, init=False, repr=False)
+    #: Runs the last sweeps (`tick`, `recover`) could not drive, and why.
+    stuck: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     _definitions: dict[str, LoadedSop] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -368,7 +374,7 @@ class Engine:
                 head = self._append(run_id, decided, head)
                 effects = [e for e in run.effects() if self._is_ours(run, e, now)]
                 if not effects:
-                    if run.status == "running" and self._collect_calls(run_id, run):
+                    if run.status == "running" and self._collect_calls(run_id, run, head):
                         raise _Reload
                     if run.status not in ("running", "new"):
                         self._finish_parent(run_id, run)
@@ -406,9 +412,9 @@ class Engine:
     def _has_calls(self, run: m.Run) -> bool:
         return any(st.type == "call" for st in run.states.values())
 
-    def _collect_calls(self, run_id: str, run: m.Run) -> bool:
-        """Record `call.finished` for sub-runs that ended while nobody drove the parent."""
-        recorded = False
+    def _collect_calls(self, run_id: str, run: m.Run, head: int) -> bool:
+        """Record `call.finished` for sub-runs that ended while nobody drove the parent
+        (at most one: then the caller re-reads the run; a lost race means the same)."""
         for token in list(run.tokens.values()):
             if token.kind != "call" or token.child_run is None or token.outcome is not None:
                 continue
@@ -420,11 +426,11 @@ class Engine:
                 continue
             child_run, _head, _stored = self.load(token.child_run)
             data = _call_result(token.step, token.visit, token.child_run, child_run)
-            self.ledger.append(
-                run_id, [NewEvent("call.finished", us_to_iso(self.clock()), _jsonable(data))]
-            )
-            recorded = True
-        return recorded
+            finished = NewEvent("call.finished", us_to_iso(self.clock()), _jsonable(data))
+            with contextlib.suppress(ConcurrentAppendError):  # someone else recorded it
+                self.ledger.append(run_id, [finished], expected_seq=head)
+            return True
+        return False
 
     def _cancel_orphans(self, run_id: str, run: m.Run) -> None:
         """End sub-runs whose call was cancelled (a join won elsewhere) or whose parent ended."""
@@ -455,8 +461,19 @@ class Engine:
         waits, retries). Wake times live in the ledger, so this survives any restart."""
         due = self.ledger.due_runs(us_to_iso(self.clock()), limit)
         for run_id in due:
-            self.drive(run_id)
+            self._drive_guarded(run_id)
         return due
+
+    def _drive_guarded(self, run_id: str) -> None:
+        """Drive one run of a sweep: a run that cannot be driven (a definition bug, a broken
+        store) is logged and listed in `stuck`, and the sweep goes on with the others."""
+        try:
+            self.drive(run_id)
+        except Exception as exc:  # one run must not stop the rest of the sweep
+            self.stuck[run_id] = f"{type(exc).__name__}: {exc}"
+            log.exception("run %s could not be driven", run_id)
+        else:
+            self.stuck.pop(run_id, None)
 
     def recover(self, *, drive: bool = True, limit: int | None = None) -> list[str]:
         """Sweep every open run from its events, not from the wake hints: a run with work
@@ -466,12 +483,19 @@ class Engine:
         now = self.clock()
         found: list[str] = []
         for record in self.ledger.runs(status="running", limit=limit):
-            run, _head, _stored = self.load(record.run_id)
-            due = bool(run.advance(now)) or any(self._is_ours(run, e, now) for e in run.effects())
+            try:
+                run, _head, _stored = self.load(record.run_id)
+                due = bool(run.advance(now)) or any(
+                    self._is_ours(run, e, now) for e in run.effects()
+                )
+            except Exception as exc:  # cannot even be read back: listed, the sweep goes on
+                self.stuck[record.run_id] = f"{type(exc).__name__}: {exc}"
+                log.exception("run %s could not be loaded", record.run_id)
+                continue
             if due:
                 found.append(record.run_id)
                 if drive:
-                    self.drive(record.run_id)
+                    self._drive_guarded(record.run_id)
             else:
                 wake = run.wake_at()
                 self.ledger.set_wake(record.run_id, us_to_iso(wake) if wake is not None else None)
@@ -543,6 +567,9 @@ class Engine:
             events.append(m.Event("call.started", now, {**ref, "child": child}))
             head = self._fact(run_id, events, head)
             self.drive(child)
+            # a child that finished at once drove this run already (`_finish_parent`):
+            # carry on from the ledger, not from this pass's copy
+            raise _Reload
         elif isinstance(effect, m.Remind):
             people = self._people_for(run, effect.step)
             data = {**ref, "number": effect.number, "people": people}
@@ -690,7 +717,7 @@ class Engine:
             return []
         state = run.states.get(token.state)
         several = isinstance(state, s.ApprovalState) and state.approvals > 1
-        if token.claimed_by is not None and not several:
+        if token.claimed_by is not None and not several and not self._claim_lapsed(run, step):
             return [token.claimed_by]
         decided = {*token.approvals, *token.rejections}
         people: list[str] = []
@@ -725,9 +752,20 @@ class Engine:
             return title
         return texts
 
+    def _claim_lapsed(self, run: m.Run, step: str) -> bool:
+        """Whether `step` is claimed by someone who may no longer act on it (made inactive,
+        moved to another role): their claim then holds nobody back, and reminders go to
+        everyone who may act."""
+        token = run.token(step)
+        claimant = token.claimed_by if token is not None else None
+        if token is None or claimant is None:
+            return False
+        return not set(self.roster.roles_of(claimant)) & set(token.roles)
+
     def _channel(self, person: str) -> str:
         """The person's first channel (roster order) the outbox can reach, else the inbox."""
-        for channel in self.roster.people[person].channels:
+        entry = self.roster.people.get(person)
+        for channel in entry.channels if entry is not None else ():
             if self.outbox.can_reach(channel):
                 return channel
         return "inbox"
@@ -877,15 +915,18 @@ class Engine:
             return
         first = self.ledger.events(run_id)[0].data
         link = first.get("parent") or {}
-        parent, _head, _stored = self.load(record.parent_run)
-        token = parent.token(str(link.get("step", "")))
-        if token is None or token.visit != link.get("visit") or token.outcome is not None:
-            return
-        data = _call_result(str(link["step"]), int(link["visit"]), run_id, run)
-        self.ledger.append(
-            record.parent_run,
-            [NewEvent("call.finished", us_to_iso(self.clock()), _jsonable(data))],
-        )
+        data = _call_result(str(link.get("step", "")), int(link.get("visit", 0)), run_id, run)
+        for _ in range(100):  # once: against the parent as read, re-read after a lost race
+            parent, head, _stored = self.load(record.parent_run)
+            token = parent.token(str(link.get("step", "")))
+            if token is None or token.visit != link.get("visit") or token.outcome is not None:
+                return  # recorded already (by its driver's `_collect_calls`), or moved on
+            finished = NewEvent("call.finished", us_to_iso(self.clock()), _jsonable(data))
+            try:
+                self.ledger.append(record.parent_run, [finished], expected_seq=head)
+            except ConcurrentAppendError:
+                continue
+            break
         self.drive(record.parent_run)
 
     # ------------------------------------------------------------ people
@@ -922,7 +963,13 @@ class Engine:
                 head = self._append(run_id, decided, head)
             except ConcurrentAppendError:
                 continue
-            refusal = run.check_completion(step, actor, self.roster.roles_of(actor), reject=reject)
+            refusal = run.check_completion(
+                step,
+                actor,
+                self.roster.roles_of(actor),
+                reject=reject,
+                ignore_claim=self._claim_lapsed(run, step),
+            )
             if refusal is not None:
                 self._refuse(run_id, step, actor, refusal, head)
                 raise _REFUSALS[refusal.kind](refusal.message)
@@ -951,8 +998,9 @@ class Engine:
                 self._append(run_id, [event], head)
             except ConcurrentAppendError:
                 continue
+            # due now, even if no wake arrives or this process dies before it drives
+            self.ledger.set_wake(run_id, us_to_iso(now))
             if not drive:  # someone else (the run-sop flow) carries the run forward
-                self.ledger.set_wake(run_id, us_to_iso(now))  # due now, even if no wake arrives
                 run.apply(event)
                 return run
             return self.drive(run_id)
@@ -979,7 +1027,10 @@ class Engine:
                 if token is not None and token.claimed_by == person:
                     return run
             refusal = run.check_completion(
-                step, person, self.roster.roles_of(person), ignore_claim=to is not None
+                step,
+                person,
+                self.roster.roles_of(person),
+                ignore_claim=to is not None or self._claim_lapsed(run, step),
             )
             if refusal is not None:
                 self._refuse(run_id, step, actor, refusal, head)

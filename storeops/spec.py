@@ -270,6 +270,19 @@ class _Human(_State):
             data = {**data, "remind": {"every": data["remind"]}}
         return data
 
+    @model_validator(mode="after")
+    def _positive_spans(self) -> _Human:
+        spans = {
+            "due": self.due,
+            "timeout": self.timeout,
+            "remind.every": self.remind.every if self.remind else None,
+            "escalate.after": self.escalate.after if self.escalate else None,
+        }
+        for name, span in spans.items():
+            if isinstance(span, float | int) and span <= 0:
+                raise ValueError(f"`{name}` must be longer than 0s (a timer due at once)")
+        return self
+
     @property
     def timeout_after(self) -> float | str | None:
         return self.timeout if self.timeout is not None else self.due

@@ -192,6 +192,112 @@ def test_a_steps_time_limits_may_come_from_the_run(make_engine: Make) -> None:
     )
 
 
+def test_a_runner_back_from_downtime_sends_one_reminder_not_all_it_missed(
+    make_engine: Make,
+) -> None:
+    from storeops.durations import iso_to_us
+
+    engine = make_engine()
+    run = engine.start("sla", {"reply_within": "1h", "nudge_every": "10m"}, actor="ann")
+    engine.clock.now = T0 + 35 * MINUTE  # type: ignore[attr-defined]  # nobody drove it
+    engine.drive(run)
+    reminded = [iso_to_us(e.at) for e in engine.ledger.events(run) if e.type == "task.reminded"]
+    assert [T0 + 35 * MINUTE] == reminded
+    assert T0 + 45 * MINUTE == engine.drive(run).wake_at()  # the next one, `every` later
+
+
+def test_a_duration_expression_giving_nothing_fails_the_step_clearly(
+    make_engine: Make, tmp_path: Path
+) -> None:
+    library = tmp_path / "sops"
+    shutil.copytree(VALID, library)
+    text = (library / "sla.yaml").read_text(encoding="utf-8")
+    nothing = "due: params.reply_within if false else none"
+    (library / "sla.yaml").write_text(text.replace("due: params.reply_within", nothing))
+    engine = make_engine(sops_dir=library)
+    run = engine.start("sla", {}, actor="ann")
+    assert "failed" == status(engine, run)
+    assert "gave no duration" in events(engine, run, "run.finished")[0]["message"]
+
+
+def test_a_late_failure_of_an_attempt_given_up_on_changes_nothing(make_engine: Make) -> None:
+    """Driver A's attempt 1 hangs past its lease; B retries it, fails (retryable) and
+    attempt 2 is under way when A's late, final-looking failure arrives: attempt 2 decides."""
+    engine = make_engine()
+    run = engine.start("store-writes", {"order": "#1"}, actor="ann", drive=False)
+    at = "2026-11-09T01:00:00.000000Z"
+    ref = {"step": "reserve", "visit": 1}
+
+    def record(kind: str, **data: Any) -> None:
+        engine.ledger.append(run, [NewEvent(kind, at, {**ref, **data})])
+
+    engine.ledger.append(run, [NewEvent("state.entered", at, {"scope": "", "state": "reserve"})])
+    record("action.attempted", attempt=1, uses="http.post", inputs={})
+    record("action.failed", attempt=1, error="Unavailable", message="B: 503", retryable=True)
+    record("action.attempted", attempt=2, uses="http.post", inputs={})
+    record("action.failed", attempt=1, error="Invalid", message="A: late", retryable=False)
+    loaded = engine.load(run)[0]
+    assert "running" == loaded.status
+    token = loaded.token("reserve")
+    assert token is not None
+    assert (2, None) == (token.attempt, token.outcome)  # A's answer changed nothing
+    record("action.succeeded", attempt=2, result={"ok": True})
+    done = engine.load(run)[0].token("reserve")
+    assert done is not None
+    assert ("next", {"ok": True}) == (done.outcome, done.result)  # the write that happened
+
+
+QUICK_CHILD = """id: quick-child
+version: 1
+title: Finishes in its first drive
+params: {amount: {type: int, required: true}}
+roles: [lead]
+start: work
+states:
+  work: {type: action, uses: builtin.echo, with: {x: "{{ params.amount }}"}, next: done}
+  done: {type: succeed, output: {doubled: "{{ params.amount * 2 }}"}}
+"""
+
+QUICK_PARENT = """id: quick-parent
+version: 1
+title: Calls a child that finishes at once
+roles: [lead]
+start: call_child
+states:
+  call_child: {type: call, sop: quick-child, version: 1, with: {amount: 21}, save_as: out,
+               next: done}
+  done: {type: succeed, output: {doubled: "{{ vars.out.doubled }}"}}
+"""
+
+
+def test_a_child_that_finishes_at_once_is_collected_once(make_engine: Make, tmp_path: Path) -> None:
+    library = tmp_path / "sops"
+    shutil.copytree(VALID, library)
+    (library / "quick-child.yaml").write_text(QUICK_CHILD, encoding="utf-8")
+    (library / "quick-parent.yaml").write_text(QUICK_PARENT, encoding="utf-8")
+    engine = make_engine(sops_dir=library)
+    run = engine.start("quick-parent", {}, actor="ann")
+    assert "succeeded" == status(engine, run)
+    recorded = types(engine, run)
+    assert 1 == recorded.count("call.started")
+    assert 1 == recorded.count("call.finished")  # once, not again by the outer pass
+    assert "run.finished" == recorded[-1]
+
+
+def test_a_run_that_cannot_be_driven_does_not_stop_the_sweep(make_engine: Make) -> None:
+    engine = make_engine()
+    broken = engine.start("cadence", {"every": "10m"}, actor="ann", drive=False)
+    # a record this version cannot replay (a state its definition does not have)
+    gone = NewEvent("state.entered", "2026-11-09T01:00:00.000000Z", {"scope": "", "state": "gone"})
+    engine.ledger.append(broken, [gone])
+    healthy = engine.start("cadence", {"every": "10m"}, actor="ann", drive=False)
+    found = engine.recover()
+    assert healthy in found
+    assert "wait.started" in types(engine, healthy)  # driven although another run broke
+    assert broken in engine.stuck
+    assert "gone" in engine.stuck[broken]
+
+
 def test_a_time_limit_the_run_cannot_give_fails_the_step_clearly(make_engine: Make) -> None:
     engine = make_engine()
     run = engine.start("sla", {"reply_within": "0s"}, actor="ann")
@@ -625,6 +731,29 @@ def test_reminders_go_to_the_claimant_or_to_those_yet_to_decide(
     reminders = [m for m in single.outbox.messages if m["subject"].startswith(("Reminder", "提醒"))]
     told = [m["person"] for m in reminders]
     assert ["ann", "bo", "fay", "bo"] == told
+
+
+def test_a_claim_lapses_when_its_holder_leaves_the_role(make_engine: Make, tmp_path: Path) -> None:
+    from storeops.loader import load_roster
+
+    library = tmp_path / "single"
+    shutil.copytree(VALID, library)
+    text = (library / "approvals.yaml").read_text(encoding="utf-8")
+    (library / "approvals.yaml").write_text(text.replace("approvals: 2", "approvals: 1"))
+    engine = make_engine(sops_dir=library)
+    run = engine.start("approvals", {}, actor="cai")
+    engine.complete(run, "draft", actor="cai", fields={"title": "t", "price": 3}, checklist=ALL)
+    engine.claim(run, "approve", actor="bo")
+    team = library / "team.yaml"
+    roster = team.read_text(encoding="utf-8")
+    team.write_text(
+        roster.replace("bo: {name: 薄, roles: [lead, clerk]", "bo: {name: 薄, roles: [clerk]")
+    )
+    engine.roster, _ = load_roster(team)  # bo is no longer a lead
+    tick(engine, run, HOUR)
+    assert [["ann", "fay"]] == [e["people"] for e in events(engine, run, "task.reminded")]
+    engine.complete(run, "approve", actor="fay")  # bo's claim holds nobody back now
+    assert "approve" not in open_steps(engine, run)
 
 
 def test_what_a_step_is_about_follows_its_title(make_engine: Make) -> None:
