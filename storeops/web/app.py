@@ -554,6 +554,8 @@ def _task_view(
     mine = bool(set(task["roles"]) & set(viewer.roles))
     token = run.token(step)
     state = run.states.get(token.state) if token is not None else None
+    if not mine and not viewer.is_lead:  # whose step it is, not what it is about (a customer)
+        task = {**task, "title": s.localize(getattr(state, "title", None), t) or step}
     rejectable = task["type"] == "approval" or getattr(state, "on_reject", None) is not None
     values = form or {}
     checklist = []

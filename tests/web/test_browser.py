@@ -76,7 +76,7 @@ def test_a_cs_agent_completes_todays_task_with_a_value_and_a_file(
     try:
         _sign_in(page, inbox.url, "dee")
         task = page.locator(f'li.task[data-run="{run_id}"] a.task-title')
-        assert "Reply to the inquiry" == task.inner_text()
+        assert "Reply to the inquiry · Q-web" == task.inner_text()  # title · about
         page.screenshot(path=str(ARTIFACTS / "inbox-today-dee.png"), full_page=True)
         task.click()
         page.wait_for_selector("form.task-form")

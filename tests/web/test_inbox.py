@@ -164,6 +164,7 @@ def test_a_run_is_shown_to_its_roles_and_leads_only(inbox: Served) -> None:
     assert 403 == refused.status_code
     assert "Q-private" not in refused.text  # its parameters and answers stay private
     assert "Q-private" not in gus.get(_step(run_id)).text  # the step page says whose it is
+    assert "Reply to the inquiry · Q-private" in inbox.sign_in("dee").get(_step(run_id)).text
     assert 200 == inbox.sign_in("dee").get(f"/runs/{run_id}").status_code  # cs
     assert 200 == inbox.sign_in("ann").get(f"/runs/{run_id}").status_code  # a lead
 
