@@ -368,6 +368,9 @@ def _routes_work(app: FastAPI) -> None:
         for task in mine:
             task["title_text"] = s.localize(task["title"], viewer.locale) or task["step"]
             task["link"] = _step_link(task["run"], task["step"])
+            task["roles_text"] = ", ".join(
+                engine.roster.role_title(r, viewer.locale) for r in task["roles"]
+            )
         by_role: list[dict[str, Any]] = []
         if viewer.is_lead:
             counts: dict[str, list[int]] = {}

@@ -76,6 +76,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     # today
     "today.title": {"en": "Today's tasks", "zh-CN": "今日任务"},
+    "kind.task": {"en": "task", "zh-CN": "任务"},
+    "kind.approval": {"en": "approval", "zh-CN": "审批"},
     "today.none": {
         "en": "Nothing waits for you. New tasks appear here as runs reach your roles.",
         "zh-CN": "暂无待办。流程进行到您的角色时，新任务会显示在这里。",

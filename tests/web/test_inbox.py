@@ -448,6 +448,8 @@ def test_people_read_the_inbox_in_their_own_language(inbox: Served) -> None:
     page = inbox.sign_in("eve").get(_step(run_id))  # eve: warehouse and CS, English
     assert "Reply to the inquiry" in page.text
     assert 'name="f.answer"' in page.text
+    today = inbox.sign_in("eve").get("/").text
+    assert '· task · <span class="roles" title="cs">Customer service</span>' in today
     chinese = inbox.client()
     signin = chinese.get("/signin", headers={"accept-language": "zh-CN,zh;q=0.9"})
     assert "使用密码登录" in signin.text
