@@ -78,12 +78,13 @@ def _record(run_id: str) -> RunRecord:
 
 
 class LedgerCase:
-    """The storeops ledger: a fresh run per sample, appends chained with expected_seq."""
+    """The storeops ledger: a fresh run per sample, appends chained with expected_seq.
+    `where` is a SQLite file, or a ledger URL (`bench/ledger_pg.py`: PostgreSQL)."""
 
-    def __init__(self, path: Path) -> None:
-        self.ledger = open_ledger(str(path))
-        if not isinstance(self.ledger, SqliteLedger):  # pragma: no cover - bench sanity
-            raise RuntimeError(f"expected the SQLite ledger, got {self.ledger!r}")
+    def __init__(self, where: Path | str) -> None:
+        self.ledger = open_ledger(str(where))
+        if isinstance(where, Path) and not isinstance(self.ledger, SqliteLedger):
+            raise RuntimeError(f"expected the SQLite ledger, got {self.ledger!r}")  # sanity
         self.runs = 0
         self.events = [event(n) for n in range(max(SINGLE, BATCH * BATCHES))]
 

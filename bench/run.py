@@ -1,6 +1,6 @@
 """Run the storeops benchmarks and print medians, same-run ratios and PASS/MISS per target.
 
-    python bench/run.py                  # all: engine, replay, ledger, validate
+    python bench/run.py                  # all: engine, replay, ledger, ledger_pg, validate
     python bench/run.py engine replay    # some, by name
     python bench/run.py --check          # exit 1 if a target is missed
     python bench/run.py --markdown       # tables as Markdown (for BENCHMARKS.md)
@@ -30,7 +30,7 @@ elif str(ROOT) not in sys.path:
 
 from bench.common import Section, render_markdown, render_text  # noqa: E402
 
-BENCHMARKS = ("engine", "replay", "ledger", "validate")
+BENCHMARKS = ("engine", "replay", "ledger", "ledger_pg", "validate")
 
 
 def _runner(name: str) -> Callable[[], Section]:
