@@ -26,7 +26,7 @@ STUCK = textwrap.dedent(
     from storeops.serving import StopSignals
 
     marker = Path(sys.argv[1])
-    stop = StopSignals(grace=1.0, on_deadline=marker.unlink)
+    stop = StopSignals(grace=float(sys.argv[2]), on_deadline=marker.unlink)
     assert stop.install()
     # What Prefect's flow engine does while a flow runs: its own SIGTERM handler.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))
@@ -37,11 +37,11 @@ STUCK = textwrap.dedent(
 )
 
 
-def _start(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+def _start(tmp_path: Path, grace: float) -> tuple[subprocess.Popen[bytes], Path]:
     marker = tmp_path / "address"
     with (tmp_path / "stderr").open("wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-c", STUCK, str(marker)],
+            [sys.executable, "-c", STUCK, str(marker), str(grace)],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
@@ -55,7 +55,7 @@ def _start(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
 
 
 def test_a_stuck_process_leaves_after_its_grace_and_cleans_up(tmp_path: Path) -> None:
-    process, marker = _start(tmp_path)
+    process, marker = _start(tmp_path, grace=1.0)
     # exit 0 from the deadline, not 3 from the handler the "flow engine" put in place
     assert 0 == stop_process(process, tmp_path / "stderr", seconds=20)
     assert not marker.exists()  # on_deadline ran
@@ -63,7 +63,7 @@ def test_a_stuck_process_leaves_after_its_grace_and_cleans_up(tmp_path: Path) ->
 
 
 def test_a_second_signal_leaves_at_once(tmp_path: Path) -> None:
-    process, _ = _start(tmp_path)
+    process, _ = _start(tmp_path, grace=60.0)  # only the second signal can end it in time
     process.terminate()
     time.sleep(0.2)
     assert 0 == stop_process(process, tmp_path / "stderr", seconds=20)
