@@ -154,7 +154,8 @@ def test_alerts_through_the_runner_start_one_runbook(runner: Settings) -> None:
     assert 0o600 == (runner.home / "runner.json").stat().st_mode & 0o777  # the token's file
     anonymous = httpx.post(f"{url}/alerts", json=body, timeout=30)
     assert 401 == anonymous.status_code  # only this installation's own processes
-    assert 401 == httpx.post(f"{url}/wake/x", headers={"Authorization": "Bearer no"}).status_code
+    wrong = {"Authorization": "Bearer no"}
+    assert 401 == httpx.post(f"{url}/wake/x", headers=wrong, timeout=30).status_code
     first = httpx.post(f"{url}/alerts", json=body, headers=auth, timeout=30).json()
     second = httpx.post(f"{url}/alerts", json=body, headers=auth, timeout=30).json()
     assert first["started"]
