@@ -34,6 +34,8 @@ LEASE_GRACE_US = 5_000_000
 #: How long a claimed notification may take before another driver sends it again.
 NOTIFY_TIMEOUT_US = 60_000_000
 _HUMAN = frozenset({"task", "approval"})
+#: Where a caught error is kept for the catch's target (per branch, see `_on_vars_saved`).
+LAST_ERROR = "last_error"
 #: A human step's spans and the timers they arm.
 _HUMAN_TIMERS = (
     ("remind", "remind"),
@@ -363,8 +365,10 @@ class Run:
                 },
                 parent.namespace,
             )
-        else:
-            scope.namespace = parent.namespace
+        else:  # a parallel branch: the run's vars, but its own `last_error`
+            scope.namespace = ChainMap(
+                {"vars": ChainMap(scope.local_vars, parent.namespace["vars"])}, parent.namespace
+            )
         self.scopes[key] = scope
         return scope
 
@@ -716,11 +720,18 @@ class Run:
         self.agenda[scope.parent] = None
 
     def _on_vars_saved(self, event: Event) -> None:
+        """`save_as` results belong to the run (or to a map item); `last_error` belongs to
+        the branch that caught it, so two branches failing at once each see their own."""
         scope = self.scopes.get(event.data.get("scope", ROOT))
-        while scope is not None and scope.index is None and scope.parent is not None:
+        name = event.data["name"]
+        per_branch = name == LAST_ERROR
+        while scope is not None and scope.parent is not None:
+            if scope.index is not None or (per_branch and scope.branch is not None):
+                break
             scope = self.scopes.get(scope.parent)
-        target = scope.local_vars if scope is not None and scope.index is not None else self.vars
-        target[event.data["name"]] = event.data.get("value")
+        local = scope is not None and scope.parent is not None
+        target = scope.local_vars if local and scope is not None else self.vars
+        target[name] = event.data.get("value")
 
     def _on_run_finished(self, event: Event) -> None:
         self.status = event.data["status"]
@@ -923,7 +934,7 @@ class Run:
             self._fail_scope(token, error, now, out)
             return
         self._emit(
-            out, "vars.saved", now, {"scope": token.scope, "name": "last_error", "value": error}
+            out, "vars.saved", now, {"scope": token.scope, "name": LAST_ERROR, "value": error}
         )
         self._goto(token, target, now, out)
 

@@ -284,6 +284,78 @@ def test_a_child_that_finishes_at_once_is_collected_once(make_engine: Make, tmp_
     assert "run.finished" == recorded[-1]
 
 
+TWO_FAILURES = """id: two-failures
+version: 1
+title: Two branches fail in the same pass
+roles: [lead]
+start: both
+states:
+  both:
+    type: parallel
+    join: all
+    next: done
+    branches:
+      promos:
+        start: pause
+        states:
+          pause:
+            {type: action, uses: http.post, with: {webhook: p}, catch: {Error: why_pause}, next: ok}
+          why_pause:
+            type: action
+            uses: builtin.echo
+            with: {seen: "{{ vars.last_error.message }}"}
+            save_as: pause_error
+            next: ok
+          ok: {type: succeed}
+      orders:
+        start: hold
+        states:
+          hold:
+            {type: action, uses: store.hold_order, with: {order_id: "1"}, catch: {Error: why_hold},
+             next: held}
+          why_hold:
+            type: action
+            uses: builtin.echo
+            with: {seen: "{{ vars.last_error.message }}"}
+            save_as: hold_error
+            next: held
+          held: {type: succeed}
+  done:
+    type: succeed
+    output: {pause: "{{ vars.pause_error.seen }}", hold: "{{ vars.hold_error.seen }}"}
+"""
+
+
+def test_branches_failing_at_once_each_see_their_own_error(
+    make_engine: Make, tmp_path: Path
+) -> None:
+    library = tmp_path / "sops"
+    shutil.copytree(VALID, library)
+    (library / "two-failures.yaml").write_text(TWO_FAILURES, encoding="utf-8")
+    engine = make_engine(
+        sops_dir=library,
+        actions={
+            "http.post": [{"fail": "NotConfigured", "message": "no promos webhook"}],
+            "store.hold_order": [{"fail": "Unavailable", "message": "store 503"}],
+        },
+    )
+    run = engine.start("two-failures", {}, actor="ann")
+    assert "succeeded" == status(engine, run)
+    output = events(engine, run, "run.finished")[0]["output"]
+    assert {"pause": "no promos webhook", "hold": "store 503"} == output
+    # The same history read back from the ledger after both branches caught their errors
+    # (a driver that stopped there): each branch still reads its own error.
+    recorded = engine.ledger.events(run)
+    cut = next(e.seq for e in recorded if e.data.get("state") == "why_hold")
+    again = engine.start("two-failures", {}, actor="ann", drive=False)
+    engine.ledger.append(
+        again, [NewEvent(e.type, e.at, e.data) for e in recorded if 1 < e.seq <= cut]
+    )
+    engine.drive(again)
+    output = events(engine, again, "run.finished")[0]["output"]
+    assert {"pause": "no promos webhook", "hold": "store 503"} == output
+
+
 def test_a_run_that_cannot_be_driven_does_not_stop_the_sweep(make_engine: Make) -> None:
     engine = make_engine()
     broken = engine.start("cadence", {"every": "10m"}, actor="ann", drive=False)
