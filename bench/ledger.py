@@ -184,8 +184,12 @@ def run() -> Section:
     return section
 
 
-def _measure(section: Section, ours: LedgerCase, raw: RawCase) -> None:
-    single: dict[str, list[list[float]]] = {"ledger": [], "raw": []}
+def single_appends(
+    cases: dict[str, Callable[[], list[float]]],
+) -> tuple[dict[str, list[float]], dict[str, list[list[float]]]]:
+    """Interleaved samples of single appends: (rates per case, each sample's latencies),
+    the warm-up sample dropped from the latencies so they match the rates' repeats."""
+    single: dict[str, list[list[float]]] = {name: [] for name in cases}
 
     def keep(name: str, sample: Callable[[], list[float]]) -> Callable[[], float]:
         def case() -> float:
@@ -195,9 +199,14 @@ def _measure(section: Section, ours: LedgerCase, raw: RawCase) -> None:
 
         return case
 
-    rates = interleaved({"ledger": keep("ledger", ours.single), "raw": keep("raw", raw.single)})
+    rates = interleaved({name: keep(name, sample) for name, sample in cases.items()})
     for name in single:
-        del single[name][0]  # the warm-up sample, so latencies match the rates' repeats
+        del single[name][0]
+    return rates, single
+
+
+def _measure(section: Section, ours: LedgerCase, raw: RawCase) -> None:
+    rates, single = single_appends({"ledger": ours.single, "raw": raw.single})
     for name, label in (("ledger", "ledger append, 1 event"), ("raw", "raw sqlite3 INSERT, 1 row")):
         section.row(f"{label}: events/s", rates[name], "events/s")
         section.row(f"{label}: p50", [percentile(s, 50) for s in single[name]], "ms", 1000)

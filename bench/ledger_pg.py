@@ -15,11 +15,10 @@ import asyncio
 import os
 import tempfile
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import Section, Target, interleaved, median, percentile
-from bench.ledger import LedgerCase
+from bench.ledger import LedgerCase, single_appends
 
 SERVER = os.environ.get("STOREOPS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 
@@ -57,21 +56,7 @@ def run() -> Section:
 
 
 def _measure(section: Section, sqlite: LedgerCase, postgres: LedgerCase) -> None:
-    single: dict[str, list[list[float]]] = {"sqlite": [], "postgres": []}
-
-    def keep(name: str, sample: Callable[[], list[float]]) -> Callable[[], float]:
-        def case() -> float:
-            found = sample()
-            single[name].append(found)
-            return len(found) / sum(found)
-
-        return case
-
-    rates = interleaved(
-        {"sqlite": keep("sqlite", sqlite.single), "postgres": keep("postgres", postgres.single)}
-    )
-    for name in single:
-        del single[name][0]  # the warm-up sample
+    rates, single = single_appends({"sqlite": sqlite.single, "postgres": postgres.single})
     section.row("SQLite: durable single appends", rates["sqlite"], "appends/s")
     section.row("PostgreSQL: durable single appends", rates["postgres"], "appends/s")
     p99 = {n: median([percentile(s, 99) for s in single[n]]) * 1000 for n in single}

@@ -1469,16 +1469,22 @@ class ShopifyApp:
             "userErrors": [],
         }
 
+    def _fo_arg(self, args: dict[str, Any]) -> FulfillmentOrder | dict[str, Any]:
+        """The fulfillment order `args["id"]` names, or the userErrors payload saying so."""
+        fo = self.fos.get(_gid_number(args.get("id"), "FulfillmentOrder") or 0)
+        if fo is not None:
+            return fo
+        return _user_errors(
+            "FULFILLMENT_ORDER_NOT_FOUND",
+            "Fulfillment order not found.",
+            ["id"],
+            payload="fulfillmentOrder",
+        )
+
     def m_fo_hold(self, args: dict[str, Any]) -> dict[str, Any]:
-        fid = _gid_number(args.get("id"), "FulfillmentOrder")
-        fo = self.fos.get(fid or 0)
-        if fo is None:
-            return _user_errors(
-                "FULFILLMENT_ORDER_NOT_FOUND",
-                "Fulfillment order not found.",
-                ["id"],
-                payload="fulfillmentOrder",
-            )
+        fo = self._fo_arg(args)
+        if not isinstance(fo, FulfillmentOrder):
+            return fo  # FULFILLMENT_ORDER_NOT_FOUND
         if fo.status not in ("OPEN", "IN_PROGRESS", "ON_HOLD"):
             return _user_errors(
                 "INVALID",
@@ -1505,15 +1511,9 @@ class ShopifyApp:
         }
 
     def m_fo_release(self, args: dict[str, Any]) -> dict[str, Any]:
-        fid = _gid_number(args.get("id"), "FulfillmentOrder")
-        fo = self.fos.get(fid or 0)
-        if fo is None:
-            return _user_errors(
-                "FULFILLMENT_ORDER_NOT_FOUND",
-                "Fulfillment order not found.",
-                ["id"],
-                payload="fulfillmentOrder",
-            )
+        fo = self._fo_arg(args)
+        if not isinstance(fo, FulfillmentOrder):
+            return fo  # FULFILLMENT_ORDER_NOT_FOUND
         if fo.status != "ON_HOLD":
             self.duplicates["release_not_on_hold"] += 1
             return _user_errors(
